@@ -1,0 +1,54 @@
+# wearsafe: `make sim` runs simulated wearables end to end; `make test` runs every test.
+# Both set everything up themselves on a fresh machine; a second run skips what is done.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+WS     := $(VENV)/bin/wearsafe
+BOARD  ?= sim
+PORT   ?=
+# Debian packages: command=package
+SYSTEM_DEPS := mosquitto=mosquitto socat=socat
+
+.PHONY: deps venv devlibs sysdeps build check test sim bench hil flash clean
+
+deps: venv devlibs sysdeps
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+devlibs: $(VENV)/.installed
+	@$(WS) devlibs
+
+sysdeps:
+	@tools/apt-install $(SYSTEM_DEPS)
+
+build: deps
+	$(WS) build --board $(BOARD)
+
+check: deps
+	$(WS) check
+	$(VENV)/bin/ruff check host_tools tests --exclude tests/target
+
+test: check
+	$(VENV)/bin/pytest
+
+sim: deps
+	$(WS) sim
+
+bench: deps
+	$(WS) bench
+
+hil: deps
+	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0"; exit 2; }
+	$(WS) hil --port $(PORT)
+
+flash:
+	@echo "make flash is not implemented yet (issue #7: wearsafe flash); see README.md" >&2; exit 1
+
+clean:
+	rm -rf build .cache

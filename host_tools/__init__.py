@@ -1,0 +1,1 @@
+"""Host tools for wearsafe: build, check, simulate and test the device firmware."""

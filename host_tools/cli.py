@@ -1,0 +1,107 @@
+"""The `wearsafe` command line."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from host_tools import paths
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from host_tools.build import build
+
+    print(build(args.board))
+    return 0
+
+
+def cmd_devlibs(args: argparse.Namespace) -> int:
+    from host_tools.devlibs import install_all
+
+    install_all()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from host_tools.check import check
+
+    check()
+    print("check: firmware and boards compile with mpy-cross and use only their port's modules")
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from host_tools.sim import run
+
+    return run(args.state, args.duration)
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    """The target suite on a board through mpremote."""
+    return subprocess.call([sys.executable, "-m", "pytest", str(paths.TARGET_TESTS),
+                            f"--target={args.port}", f"--target-board={args.board}"])
+
+
+def cmd_vboard(args: argparse.Namespace) -> int:
+    from host_tools.vboard import VirtualBoard
+
+    with VirtualBoard(args.dir) as board:
+        print(f"virtual board on {board.port} (root {board.root}); Ctrl-C stops it", flush=True)
+        try:
+            assert board.process is not None
+            board.process.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    status = 0
+    for script in sorted((paths.ROOT / "tests" / "bench").glob("bench_*.py")):
+        print(f"== {script.stem}", flush=True)
+        status |= subprocess.call([sys.executable, str(script)])
+    return status
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wearsafe", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("build", cmd_build, "assemble build/<board>/fs with every module compiled to .mpy")
+    sp.add_argument("--board", default="sim", help="board folder under board/ (default: sim)")
+    add("devlibs", cmd_devlibs, "fetch the pinned device libraries pip cannot install "
+                                "(sha256-checked) into third_party/lib")
+    add("check", cmd_check, "compile device code with mpy-cross and type-check it against "
+                            "its port's modules")
+    sp = add("sim", cmd_sim, "run a simulated device on the MicroPython unix port")
+    sp.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
+                    help="directory for all simulator state (default: sim-state/)")
+    sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote")
+    sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
+    sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
+    sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
+    sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
+                    help="its directory: tty link and filesystem root")
+    add("bench", cmd_bench, "run the benchmarks in tests/bench and print their figures")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except paths.ToolError as e:
+        print(f"wearsafe {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

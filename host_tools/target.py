@@ -1,0 +1,169 @@
+"""Run MicroPython target tests (tests/target/test_*.py) on the unix port or a board.
+
+A target test module is plain MicroPython: module-level `def test_*()`
+functions using `assert`. A module may declare, as module-level constants:
+    HEAP = "160K"     the unix port's GC heap for it (default 96K, like an ESP32)
+    UNIX_ONLY = True  it needs the simulated board; skipped on a hardware board
+    TIMEOUT = 300     seconds before a test counts as hung (default 120)
+Each function runs through tests/target/wstest.py, which prints one result
+line that the host parses.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_tools.paths import TARGET_TESTS, ToolError, venv_tool
+
+DEFAULT_HEAP = "96K"
+DEFAULT_TIMEOUT = 120.0
+MARK = "@@wstest"
+
+
+@dataclass(frozen=True)
+class TargetTest:
+    path: Path
+    function: str
+    heap: str = DEFAULT_HEAP
+    unix_only: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def module(self) -> str:
+        return self.path.stem
+
+
+@dataclass
+class Result:
+    passed: bool
+    output: str
+    heap: int | None = None
+    error: str | None = None
+
+
+def collect(path: Path) -> list[TargetTest]:
+    """The test functions of a target module, with its declarations, read without running it."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    settings: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id in ("HEAP", "UNIX_ONLY", "TIMEOUT"):
+                settings[target.id] = ast.literal_eval(node.value)
+    return [
+        TargetTest(
+            path=path,
+            function=node.name,
+            heap=str(settings.get("HEAP", DEFAULT_HEAP)),
+            unix_only=bool(settings.get("UNIX_ONLY", False)),
+            timeout=float(settings.get("TIMEOUT", DEFAULT_TIMEOUT)),  # type: ignore[arg-type]
+        )
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test")
+    ]
+
+
+def parse_output(output: str) -> Result:
+    for line in reversed(output.splitlines()):
+        if line.startswith(MARK + " "):
+            words = line.split()
+            heap = int(words[-1]) if words[-1].isdigit() else None
+            if words[1] == "pass":
+                return Result(True, output, heap)
+            return Result(False, output, heap, error=words[2] if len(words) > 2 else "failure")
+    return Result(False, output, error="no result: the test process died or printed no result")
+
+
+def _call(test: TargetTest) -> str:
+    return f"import wstest; wstest.run({test.module!r}, {test.function!r})"
+
+
+class UnixTarget:
+    """The MicroPython unix port over build/sim/fs, a fresh process per test."""
+
+    name = "unix"
+    board = "sim"
+
+    def __init__(self, micropython: str, fs: Path) -> None:
+        self.micropython = micropython
+        self.fs = fs
+
+    def command(self, test: TargetTest) -> list[str]:
+        return [self.micropython, "-X", f"heapsize={test.heap}", "-c", _call(test)]
+
+    def run(self, test: TargetTest, workdir: Path) -> Result:
+        env = dict(
+            os.environ,
+            MICROPYPATH=os.pathsep.join([str(test.path.parent), str(self.fs / "lib"), ".frozen"]),
+            WEARSAFE_SIM_DIR=str(workdir),
+        )
+        try:
+            done = subprocess.run(self.command(test), cwd=workdir, env=env, capture_output=True,
+                                  text=True, timeout=test.timeout, check=False)
+        except subprocess.TimeoutExpired as e:
+            out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
+                else (e.stdout or "")
+            return Result(False, out, error=f"hung: no result within {test.timeout:.0f} s")
+        result = parse_output(done.stdout + done.stderr)
+        if result.passed and done.returncode != 0:
+            return Result(False, result.output, result.heap,
+                          error=f"micropython exited with status {done.returncode}")
+        return result
+
+
+class BoardTarget:
+    """A board (or a virtual one) on a serial port, driven by mpremote.
+
+    The build tree's lib/ and the target tests are copied once; then each test
+    runs with `mpremote resume exec` (resume: no soft reset, which would end a
+    unix-port virtual board).
+    """
+
+    name = "board"
+
+    def __init__(self, port: str, board: str, fs: Path) -> None:
+        self.port = port
+        self.board = board
+        self.fs = fs
+        self.prepared = False
+
+    def mpremote(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> str:
+        cmd = [venv_tool("mpremote"), "connect", self.port, "resume", *args]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  cwd=cwd, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise ToolError(f"mpremote on {self.port} did not answer within {timeout:.0f} s: "
+                            f"{shlex.join(cmd)}") from e
+        if done.returncode != 0 and MARK not in done.stdout:
+            raise ToolError(f"mpremote on {self.port} failed ({shlex.join(cmd)}):\n"
+                            f"{done.stdout}{done.stderr}".strip())
+        return done.stdout + done.stderr
+
+    def prepare(self) -> None:
+        """Copy lib/ and the target tests to the board, replacing what was there."""
+        if self.prepared:
+            return
+        for stale in (":lib", ":tests"):
+            try:
+                self.mpremote("fs", "rm", "-r", stale)
+            except ToolError:
+                pass  # nothing there yet
+        self.mpremote("fs", "cp", "-r", "lib", ":", cwd=self.fs)
+        self.mpremote("fs", "mkdir", ":tests")
+        tests = sorted(str(p.name) for p in TARGET_TESTS.glob("*.py"))
+        self.mpremote("fs", "cp", *tests, ":tests/", cwd=TARGET_TESTS)
+        self.prepared = True
+
+    def run(self, test: TargetTest, workdir: Path) -> Result:
+        self.prepare()
+        code = f"import sys\nif 'tests' not in sys.path: sys.path.insert(0, 'tests')\n{_call(test)}"
+        try:
+            return parse_output(self.mpremote("exec", code, timeout=test.timeout))
+        except ToolError as e:
+            return Result(False, str(e), error="mpremote failed")

@@ -1,0 +1,116 @@
+"""pytest plugin: each function of tests/target/test_*.py is one pytest item run on a target.
+
+    pytest                      # target tests on the unix port (build/sim/fs, 96K heap)
+    pytest --target=/dev/ttyUSB0  # the same tests on a board through mpremote
+
+Every session rebuilds the build tree the target runs, so a target test
+never runs stale firmware.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host_tools.build import build
+from host_tools.paths import TARGET_TESTS, micropython
+from host_tools.target import BoardTarget, Result, TargetTest, UnixTarget, collect
+
+_TARGET_KEY = pytest.StashKey[Any]()
+_HEAP_KEY = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wearsafe target tests")
+    group.addoption("--target", default="unix",
+                    help="'unix' (the MicroPython unix port, default) or a serial port of a "
+                         "board to run tests/target/ on through mpremote")
+    group.addoption("--target-board", default=None,
+                    help="the board build copied to a --target port: esp32_devkitc (default) "
+                         "or sim (a virtual board: the unix port behind a pty)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "target: a MicroPython test run on the selected target")
+    config.stash[_HEAP_KEY] = {}
+
+
+def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
+    if _TARGET_KEY not in config.stash:
+        option = config.getoption("--target")
+        if option == "unix":
+            config.stash[_TARGET_KEY] = UnixTarget(micropython(), build("sim"))
+        else:
+            board = config.getoption("--target-board") or "esp32_devkitc"
+            config.stash[_TARGET_KEY] = BoardTarget(option, board, build(board))
+    return config.stash[_TARGET_KEY]
+
+
+def _is_target_module(path: Path) -> bool:
+    return path.parent.resolve() == TARGET_TESTS.resolve() and path.name.startswith("test_")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    if _is_target_module(module_path):
+        return TargetModule.from_parent(parent, path=module_path)
+    return None
+
+
+class TargetModule(pytest.File):
+    def collect(self):  # type: ignore[override]
+        for test in collect(self.path):
+            yield TargetItem.from_parent(self, name=test.function, test=test)
+
+
+class TargetFailure(Exception):
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+class TargetItem(pytest.Item):
+    def __init__(self, *, test: TargetTest, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.test = test
+        self.add_marker("target")
+
+    def runtest(self) -> None:
+        target = _target(self.config)
+        if self.test.unix_only and target.board != "sim":
+            pytest.skip("unix-only: needs the simulated board")
+        workdir = Path(self.config._tmp_path_factory.mktemp(self.name))  # type: ignore[attr-defined]
+        result = target.run(self.test, workdir)
+        if result.heap is not None:
+            self.user_properties.append(("heap", result.heap))
+            self.config.stash[_HEAP_KEY][self.nodeid] = result.heap
+        if not result.passed:
+            raise TargetFailure(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, TargetFailure):
+            r = excinfo.value.result
+            return f"{self.test.path.name}::{self.name} failed on the target: {r.error}\n" \
+                   f"--- MicroPython output ---\n{r.output.rstrip()}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.test.module}::{self.name} [target]"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    heaps = config.stash.get(_HEAP_KEY, {})
+    if not heaps:
+        return
+    target = config.getoption("--target")
+    label = "peak GC heap (micropython.mem_peak)" if target == "unix" else "GC heap after test"
+    terminalreporter.section(f"target tests on {target}: {label}, bytes")
+    for nodeid, heap in sorted(heaps.items()):
+        terminalreporter.write_line(f"{heap:>8}  {nodeid}")
+    items = terminalreporter.stats
+    counted = sum(1 for key in ("passed", "failed") for r in items.get(key, [])
+                  if "target" in getattr(r, "keywords", {}))
+    terminalreporter.write_line(f"target tests run: {counted}; max heap {max(heaps.values())}")

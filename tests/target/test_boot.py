@@ -1,0 +1,28 @@
+# The application package and the board seam load and work on the target.
+import board
+import wearsafe
+from wearsafe import app
+
+
+def test_version_is_semver():
+    parts = wearsafe.VERSION.split(".")
+    assert len(parts) == 3
+    for p in parts:
+        int(p)
+
+
+def test_board_clock_advances():
+    t0 = board.ticks_ms()
+    board.sleep_ms(20)
+    assert board.ticks_diff(board.ticks_ms(), t0) >= 20
+
+
+def test_status_message_holds_nothing_but_version_and_uptime():
+    message = app.status()
+    assert message.startswith("fw=" + wearsafe.VERSION + " uptime_s=")
+
+
+def test_umqtt_simple_is_on_the_device_path():
+    from umqtt.simple import MQTTClient
+
+    assert MQTTClient.publish
