@@ -77,6 +77,8 @@ class _Links(html.parser.HTMLParser):
 
 
 def _read(url: str) -> bytes:
+    if url.startswith("file:") and url.endswith("/"):
+        url += "index.html"  # a file:// index is a tree of index.html pages, as pip reads it
     with urllib.request.urlopen(url, timeout=60) as response:
         return bytes(response.read())
 

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools.paths import TARGET_TESTS, ToolError, venv_tool
+from host_tools.paths import ToolError, venv_tool
 
 DEFAULT_HEAP = "96K"
 DEFAULT_TIMEOUT = 120.0
@@ -145,7 +145,7 @@ class BoardTarget:
                             f"{done.stdout}{done.stderr}".strip())
         return done.stdout + done.stderr
 
-    def prepare(self) -> None:
+    def prepare(self, tests_dir: Path) -> None:
         """Copy lib/ and the target tests to the board, replacing what was there."""
         if self.prepared:
             return
@@ -156,12 +156,12 @@ class BoardTarget:
                 pass  # nothing there yet
         self.mpremote("fs", "cp", "-r", "lib", ":", cwd=self.fs)
         self.mpremote("fs", "mkdir", ":tests")
-        tests = sorted(str(p.name) for p in TARGET_TESTS.glob("*.py"))
-        self.mpremote("fs", "cp", *tests, ":tests/", cwd=TARGET_TESTS)
+        tests = sorted(str(p.name) for p in tests_dir.glob("*.py"))
+        self.mpremote("fs", "cp", *tests, ":tests/", cwd=tests_dir)
         self.prepared = True
 
     def run(self, test: TargetTest, workdir: Path) -> Result:
-        self.prepare()
+        self.prepare(test.path.parent)
         code = f"import sys\nif 'tests' not in sys.path: sys.path.insert(0, 'tests')\n{_call(test)}"
         try:
             return parse_output(self.mpremote("exec", code, timeout=test.timeout))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from host_tools.build import build
-from host_tools.paths import TARGET_TESTS, micropython
+from host_tools.paths import micropython
 from host_tools.target import BoardTarget, Result, TargetTest, UnixTarget, collect
 
 _TARGET_KEY = pytest.StashKey[Any]()
@@ -49,7 +49,8 @@ def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
 
 
 def _is_target_module(path: Path) -> bool:
-    return path.parent.resolve() == TARGET_TESTS.resolve() and path.name.startswith("test_")
+    """test_*.py beside the device runner wstest.py (tests/target/, or a test's own folder)."""
+    return path.name.startswith("test_") and (path.parent / "wstest.py").is_file()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -103,14 +104,14 @@ class TargetItem(pytest.Item):
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     heaps = config.stash.get(_HEAP_KEY, {})
-    if not heaps:
-        return
     target = config.getoption("--target")
-    label = "peak GC heap (micropython.mem_peak)" if target == "unix" else "GC heap after test"
-    terminalreporter.section(f"target tests on {target}: {label}, bytes")
-    for nodeid, heap in sorted(heaps.items()):
-        terminalreporter.write_line(f"{heap:>8}  {nodeid}")
-    items = terminalreporter.stats
-    counted = sum(1 for key in ("passed", "failed") for r in items.get(key, [])
-                  if "target" in getattr(r, "keywords", {}))
-    terminalreporter.write_line(f"target tests run: {counted}; max heap {max(heaps.values())}")
+    if heaps:
+        label = "peak GC heap (micropython.mem_peak)" if target == "unix" else "GC heap after test"
+        terminalreporter.section(f"target tests on {target}: {label}, bytes")
+        for nodeid, heap in sorted(heaps.items()):
+            terminalreporter.write_line(f"{heap:>8}  {nodeid}")
+    reports = [r for key in ("passed", "failed", "skipped")
+               for r in terminalreporter.stats.get(key, []) if r.when == "call"]
+    on_target = sum(1 for r in reports if "target" in r.keywords)
+    terminalreporter.write_line(f"host tests: {len(reports) - on_target}, "
+                                f"target tests on {target}: {on_target}")

@@ -1,0 +1,34 @@
+"""The wearsafe command line: help everywhere, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from host_tools.cli import main, parser
+from host_tools.paths import venv_tool
+
+COMMANDS = sorted(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str):
+    out = subprocess.run([venv_tool("wearsafe"), command, "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith(f"usage: wearsafe {command}")
+
+
+def test_a_bad_board_is_a_clear_error_not_a_traceback(capsys: pytest.CaptureFixture[str]):
+    assert main(["build", "--board", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("wearsafe build: error: unknown board 'nope'")
+    assert "Traceback" not in err
+
+
+def test_sim_runs_a_device_that_reports_what_it_would_publish(tmp_path):
+    out = subprocess.run([venv_tool("wearsafe"), "sim", "--duration", "2.5", "--state",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "device-1 | " in out.stdout and " info boot wearsafe " in out.stdout
+    assert out.stdout.count("would-publish") >= 2

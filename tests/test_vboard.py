@@ -1,0 +1,31 @@
+"""The mpremote path of the harness, on a virtual board (unix port behind a pty)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from host_tools.paths import TARGET_TESTS, venv_tool
+from host_tools.target import collect
+from host_tools.vboard import VirtualBoard
+from tests.conftest import run_pytest
+
+
+def test_mpremote_drives_the_virtual_board(tmp_path: Path):
+    with VirtualBoard(tmp_path) as board:
+        out = subprocess.run([venv_tool("mpremote"), "connect", board.port, "resume", "exec",
+                              "import sys; print(sys.implementation.name, 6 * 7)"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "micropython 42" in out
+
+
+def test_target_suite_passes_through_mpremote(tmp_path: Path):
+    expected = sum(len(collect(p)) for p in TARGET_TESTS.glob("test_*.py"))
+    with VirtualBoard(tmp_path) as board:
+        done = run_pytest(str(TARGET_TESTS), f"--target={board.port}", "--target-board=sim",
+                          cwd=TARGET_TESTS.parent.parent, timeout=1200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = re.search(r"(\d+) passed", done.stdout)
+    assert summary and int(summary.group(1)) == expected, done.stdout
+    assert "target tests on " + board.port in done.stdout
