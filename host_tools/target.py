@@ -79,6 +79,13 @@ def parse_output(output: str) -> Result:
     return Result(False, output, error="no result: the test process died or printed no result")
 
 
+def vectors_dir() -> str:
+    """NIST and RFC test vectors (PyPI cryptography-vectors), for unix-only target tests."""
+    import cryptography_vectors
+
+    return str(Path(cryptography_vectors.__file__).parent)
+
+
 def _call(test: TargetTest) -> str:
     return f"import wstest; wstest.run({test.module!r}, {test.function!r})"
 
@@ -101,6 +108,7 @@ class UnixTarget:
             os.environ,
             MICROPYPATH=os.pathsep.join([str(test.path.parent), str(self.fs / "lib"), ".frozen"]),
             WEARSAFE_SIM_DIR=str(workdir),
+            WEARSAFE_VECTORS=vectors_dir(),
         )
         try:
             done = subprocess.run(self.command(test), cwd=workdir, env=env, capture_output=True,
