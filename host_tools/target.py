@@ -42,7 +42,8 @@ class TargetTest:
 class Result:
     passed: bool
     output: str
-    heap: int | None = None
+    allocated: int | None = None  # bytes allocated by the test in all, where the port counts
+    live: int | None = None  # GC heap still held after the test
     error: str | None = None
 
 
@@ -72,10 +73,10 @@ def parse_output(output: str) -> Result:
     for line in reversed(output.splitlines()):
         if line.startswith(MARK + " "):
             words = line.split()
-            heap = int(words[-1]) if words[-1].isdigit() else None
+            alloc, live = (int(w) for w in words[-2:])
             if words[1] == "pass":
-                return Result(True, output, heap)
-            return Result(False, output, heap, error=words[2] if len(words) > 2 else "failure")
+                return Result(True, output, alloc if alloc >= 0 else None, live)
+            return Result(False, output, alloc if alloc >= 0 else None, live, error=words[2])
     return Result(False, output, error="no result: the test process died or printed no result")
 
 
@@ -119,8 +120,8 @@ class UnixTarget:
             return Result(False, out, error=f"hung: no result within {test.timeout:.0f} s")
         result = parse_output(done.stdout + done.stderr)
         if result.passed and done.returncode != 0:
-            return Result(False, result.output, result.heap,
-                          error=f"micropython exited with status {done.returncode}")
+            result.passed = False
+            result.error = f"micropython exited with status {done.returncode}"
         return result
 
 

@@ -19,7 +19,7 @@ from host_tools.paths import micropython
 from host_tools.target import BoardTarget, Result, TargetTest, UnixTarget, collect
 
 _TARGET_KEY = pytest.StashKey[Any]()
-_HEAP_KEY = pytest.StashKey[dict[str, int]]()
+_HEAP_KEY = pytest.StashKey[dict[str, tuple[int | None, int | None]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,9 +84,8 @@ class TargetItem(pytest.Item):
             pytest.skip("unix-only: needs the simulated board")
         workdir = Path(self.config._tmp_path_factory.mktemp(self.name))  # type: ignore[attr-defined]
         result = target.run(self.test, workdir)
-        if result.heap is not None:
-            self.user_properties.append(("heap", result.heap))
-            self.config.stash[_HEAP_KEY][self.nodeid] = result.heap
+        self.user_properties += [("allocated", result.allocated), ("live", result.live)]
+        self.config.stash[_HEAP_KEY][self.nodeid] = (result.allocated, result.live)
         if not result.passed:
             raise TargetFailure(result)
 
@@ -106,10 +105,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     heaps = config.stash.get(_HEAP_KEY, {})
     target = config.getoption("--target")
     if heaps:
-        label = "peak GC heap (micropython.mem_peak)" if target == "unix" else "GC heap after test"
-        terminalreporter.section(f"target tests on {target}: {label}, bytes")
-        for nodeid, heap in sorted(heaps.items()):
-            terminalreporter.write_line(f"{heap:>8}  {nodeid}")
+        terminalreporter.section(f"target tests on {target}: GC heap, bytes")
+        terminalreporter.write_line(f"{'allocated':>10} {'kept':>7}  (allocated: in all, "
+                                    "during the test; kept: still live after it)")
+        for nodeid, (alloc, live) in sorted(heaps.items()):
+            terminalreporter.write_line(f"{'-' if alloc is None else alloc:>10} "
+                                        f"{'-' if live is None else live:>7}  {nodeid}")
     reports = [r for key in ("passed", "failed", "skipped")
                for r in terminalreporter.stats.get(key, []) if r.when == "call"]
     on_target = sum(1 for r in reports if "target" in r.keywords)
