@@ -20,3 +20,10 @@ def ticks_diff(a, b):
 
 def sleep_ms(ms):
     time.sleep_ms(ms)
+
+
+def nvs(namespace):
+    """The ESP-IDF NVS namespace (encrypted when NVS encryption is enabled)."""
+    import esp32
+
+    return esp32.NVS(namespace)

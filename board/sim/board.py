@@ -22,3 +22,10 @@ def ticks_diff(a, b):
 
 def sleep_ms(ms):
     time.sleep_ms(ms)
+
+
+def nvs(namespace):
+    """Non-volatile storage with esp32.NVS's interface, in a file of the state dir."""
+    from simhw.nvs import FileNVS
+
+    return FileNVS(state_dir() + "/nvs-" + namespace + ".bin")
