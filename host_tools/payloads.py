@@ -1,0 +1,127 @@
+"""Opening device payloads on the host: COSE_Encrypt0 over SenML-CBOR.
+
+The ingest's decoder. It accepts only what the device sends: COSE_Encrypt0
+with AES-CCM-16-128-256 (alg 31), a known key id, the external AAD binding
+device id and topic, and a partial IV above the last one accepted for that
+key (replays are rejected). Decryption uses `cryptography`'s AESCCM and
+parsing `cbor2` (which decodes nested maps as Mapping, not dict):
+implementations independent of the device's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+ALG_AES_CCM_16_128_256 = 31
+NONCE_LEN = 13
+TAG_LEN = 16
+SENML_BN, SENML_BT, SENML_BU, SENML_N, SENML_U, SENML_V, SENML_T = -2, -3, -4, 0, 1, 2, 6
+
+
+class PayloadError(Exception):
+    """A message that must not be accepted; the message says why (never the key)."""
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceKey:
+    key_id: bytes
+    key: bytes
+    base_iv: bytes
+
+    def __repr__(self) -> str:
+        return f"DeviceKey(key_id={self.key_id.hex()})"
+
+
+def external_aad(device_id: str, topic: str) -> bytes:
+    return cbor2.dumps([device_id, topic])
+
+
+def nonce(base_iv: bytes, partial_iv: bytes) -> bytes:
+    padded = partial_iv.rjust(NONCE_LEN, b"\0")
+    return bytes(a ^ b for a, b in zip(base_iv, padded, strict=True))
+
+
+def enc_structure(protected: bytes, aad: bytes) -> bytes:
+    return cbor2.dumps(["Encrypt0", protected, aad])
+
+
+def resolve_senml(records: Any) -> list[dict[str, Any]]:
+    """RFC 8428 section 4.6 resolution of a SenML-CBOR pack."""
+    if not isinstance(records, list | tuple):
+        raise PayloadError("payload is not a SenML pack (CBOR array)")
+    base_name, base_time, base_unit = "", 0, None
+    resolved = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise PayloadError("SenML record is not a map")
+        base_name = record.get(SENML_BN, base_name)
+        base_time = record.get(SENML_BT, base_time)
+        base_unit = record.get(SENML_BU, base_unit)
+        resolved.append({"n": base_name + record.get(SENML_N, ""),
+                         "u": record.get(SENML_U, base_unit),
+                         "v": record.get(SENML_V), "t": base_time + record.get(SENML_T, 0)})
+    return resolved
+
+
+@dataclass
+class PayloadOpener:
+    keys: Mapping[bytes, DeviceKey]
+    last_partial_iv: dict[bytes, int] = field(default_factory=dict)
+
+    def open(self, message: bytes, device_id: str, topic: str) -> tuple[bytes, int, bytes]:
+        """(key id, partial IV, plaintext) of an authentic, fresh message."""
+        try:
+            obj = cbor2.loads(message)
+        except Exception as e:  # cbor2 raises several types on malformed input
+            raise PayloadError(f"not CBOR: {e}") from None
+        if isinstance(obj, cbor2.CBORTag):
+            if obj.tag != 16:
+                raise PayloadError(f"CBOR tag {obj.tag} is not COSE_Encrypt0 (16)")
+            obj = obj.value
+        if not (isinstance(obj, list | tuple) and len(obj) == 3):
+            raise PayloadError("COSE_Encrypt0 must be an array of three items")
+        protected, unprotected, ciphertext = obj
+        if not (isinstance(protected, bytes) and isinstance(unprotected, Mapping)
+                and isinstance(ciphertext, bytes)):
+            raise PayloadError("COSE_Encrypt0 fields have the wrong types")
+        try:
+            headers = cbor2.loads(protected)
+        except Exception:
+            raise PayloadError("protected header is not CBOR") from None
+        if not isinstance(headers, Mapping) or headers.get(1) != ALG_AES_CCM_16_128_256:
+            raise PayloadError("algorithm is not AES-CCM-16-128-256 (31)")
+        kid, piv = unprotected.get(4), unprotected.get(6)
+        if not isinstance(kid, bytes) or not isinstance(piv, bytes) \
+                or not 1 <= len(piv) <= NONCE_LEN:
+            raise PayloadError("kid and a partial IV of 1..13 bytes are required")
+        device_key = self.keys.get(kid)
+        if device_key is None:
+            raise PayloadError(f"unknown key id {kid.hex()}")
+        counter = int.from_bytes(piv, "big")
+        last = self.last_partial_iv.get(kid, -1)
+        if counter <= last:
+            raise PayloadError(f"replayed or stale partial IV {counter} (last accepted {last})")
+        try:
+            plaintext = AESCCM(device_key.key, tag_length=TAG_LEN).decrypt(
+                nonce(device_key.base_iv, piv), ciphertext,
+                enc_structure(protected, external_aad(device_id, topic)))
+        except InvalidTag:
+            raise PayloadError("authentication failed: wrong key, device, topic or "
+                               "tampered message") from None
+        self.last_partial_iv[kid] = counter
+        return kid, counter, plaintext
+
+    def open_senml(self, message: bytes, device_id: str, topic: str) -> list[dict[str, Any]]:
+        _, _, plaintext = self.open(message, device_id, topic)
+        try:
+            return resolve_senml(cbor2.loads(plaintext))
+        except PayloadError:
+            raise
+        except Exception as e:
+            raise PayloadError(f"payload is not SenML-CBOR: {e}") from None
