@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 ALG_AES_CCM_16_128_256 = 31
 NONCE_LEN = 13
 TAG_LEN = 16
-SENML_BN, SENML_BT, SENML_BU, SENML_N, SENML_U, SENML_V, SENML_T = -2, -3, -4, 0, 1, 2, 6
+SENML_BN, SENML_BT, SENML_BU, SENML_BV, SENML_N, SENML_U, SENML_V, SENML_T = \
+    -2, -3, -4, -5, 0, 1, 2, 6
 
 
 class PayloadError(Exception):
@@ -55,7 +56,7 @@ def resolve_senml(records: Any) -> list[dict[str, Any]]:
     """RFC 8428 section 4.6 resolution of a SenML-CBOR pack."""
     if not isinstance(records, list | tuple):
         raise PayloadError("payload is not a SenML pack (CBOR array)")
-    base_name, base_time, base_unit = "", 0, None
+    base_name, base_time, base_unit, base_value = "", 0, None, 0
     resolved = []
     for record in records:
         if not isinstance(record, Mapping):
@@ -63,9 +64,12 @@ def resolve_senml(records: Any) -> list[dict[str, Any]]:
         base_name = record.get(SENML_BN, base_name)
         base_time = record.get(SENML_BT, base_time)
         base_unit = record.get(SENML_BU, base_unit)
+        base_value = record.get(SENML_BV, base_value)
+        value = record.get(SENML_V)
         resolved.append({"n": base_name + record.get(SENML_N, ""),
                          "u": record.get(SENML_U, base_unit),
-                         "v": record.get(SENML_V), "t": base_time + record.get(SENML_T, 0)})
+                         "v": None if value is None else base_value + value,
+                         "t": base_time + record.get(SENML_T, 0)})
     return resolved
 
 

@@ -12,7 +12,13 @@ from pycose.headers import IV, KID, Algorithm, PartialIV
 from pycose.keys import SymmetricKey
 from pycose.messages import Enc0Message
 
-from host_tools.payloads import DeviceKey, PayloadError, PayloadOpener, external_aad
+from host_tools.payloads import (
+    DeviceKey,
+    PayloadError,
+    PayloadOpener,
+    external_aad,
+    resolve_senml,
+)
 from tests.conftest import run_device
 
 DEVICE, TOPIC = "d3adb33f", "devices/d3adb33f/up"
@@ -64,8 +70,8 @@ def test_device_messages_open_with_pycose(sim_build, tmp_path, device_key):
                                                       piv.rjust(13, b"\0"), strict=True))})
     del msg.uhdr[PartialIV]
     assert msg.phdr == {Algorithm: AESCCM16128256}
-    records = cbor2.loads(msg.decrypt())
-    assert any(r.get(2) == 36.625 for r in records)  # cbor2 and pycose read it independently
+    records = resolve_senml(cbor2.loads(msg.decrypt()))
+    assert {"n": f"{DEVICE}/body-temp", "u": "Cel", "v": 36.625, "t": 1700000000} in records
 
 
 def test_partial_ivs_continue_across_device_restarts(sim_build, tmp_path, device_key):

@@ -1,8 +1,10 @@
 # CBOR (RFC 8949): the encoder for what the device sends and a strict
-# decoder for what it receives. Preferred serialization: shortest integer
-# and length heads; floats as float32 when exact, else float64. Definite
+# decoder for what it receives. Deterministic encoding (RFC 8949 section
+# 4.2): shortest integer and length heads, map keys sorted, floats in the
+# shortest of float16, float32 and float64 that holds them exactly. Definite
 # lengths only. The decoder never trusts a length before checking it
 # against the bytes that are left.
+import math
 import struct
 
 from micropython import const
@@ -70,8 +72,12 @@ def encode_into(out, obj):
             out.extend(encoded)
             encode_into(out, obj[key])
     elif isinstance(obj, float):
+        half = _to_half(obj)
         single = struct.pack(">f", obj)
-        if struct.unpack(">f", single)[0] == obj:
+        if half is not None:
+            out.append(0xF9)
+            out.extend(half.to_bytes(2, "big"))
+        elif struct.unpack(">f", single)[0] == obj:
             out.append(0xFA)
             out.extend(single)
         else:
@@ -87,6 +93,25 @@ def encode_into(out, obj):
 
 def encode(obj):
     return bytes(encode_into(bytearray(), obj))
+
+
+def _to_half(value):
+    """The IEEE 754 half-precision bits of value if it is exactly representable, else None."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    sign = 0x8000 if value < 0 or (value == 0 and str(value)[0] == "-") else 0
+    value = abs(value)
+    if value == 0:
+        return sign
+    mantissa, exp = math.frexp(value)  # value = mantissa * 2**exp, 0.5 <= mantissa < 1
+    biased = exp + 14
+    if biased >= 31:
+        return None
+    if biased >= 1:
+        frac = (mantissa * 2 - 1) * 1024
+        return sign | biased << 10 | int(frac) if frac == int(frac) else None
+    frac = value * 2.0 ** 24  # subnormal: value = frac * 2**-24
+    return sign | int(frac) if frac == int(frac) else None
 
 
 def _half(h):
