@@ -2,15 +2,21 @@
 #
 # The CBC-MAC runs through cryptolib's CBC mode (its chaining state carries
 # across calls, so long messages go through in chunks); the CTR keystream is
-# one ECB call over a buffer of counter blocks per chunk; AES-192, which
-# cryptolib lacks, comes from aes192.py; XOR is done on
-# big integers, which MicroPython runs in C rather than one byte at a time.
+# one ECB call over a buffer of counter blocks per chunk. Counter blocks and
+# XOR are built with big-integer arithmetic, which MicroPython runs in C,
+# rather than one block or byte at a time. AES-192, which cryptolib lacks,
+# comes from aes192.py.
 from cryptolib import aes
 from micropython import const
 
 _ECB = const(1)
 _CBC = const(2)
 _CHUNK_BLOCKS = const(64)  # 1 KiB of keystream or MAC input per cipher call
+
+
+# 64 blocks of 1, and of 0, 1, 2 ... 63 (most significant first), for _counter_blocks.
+_ONES = int.from_bytes(b"".join(b"\0" * 15 + b"\1" for _ in range(_CHUNK_BLOCKS)), "big")
+_RAMP = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(_CHUNK_BLOCKS)), "big")
 
 
 class AuthError(Exception):
@@ -92,28 +98,31 @@ def _mac(key, nonce, aad, msg, tag_len):
     return last[:tag_len]
 
 
+def _counter_blocks(template, first, count):
+    """count counter blocks A_first.. as one integer: (A_first) * 1...1 + 0,1,2...
+
+    Built with a few big-integer operations, which run in C, instead of a
+    Python loop over blocks.
+    """
+    ones = _ONES >> (128 * (_CHUNK_BLOCKS - count))
+    ramp = _RAMP >> (128 * (_CHUNK_BLOCKS - count))
+    return ((template + first) * ones + ramp).to_bytes(16 * count, "big")
+
+
 def _ctr(key, nonce, data):
     """(S0, data XOR keystream) with counter blocks A_i = flags | nonce | i."""
     q = 15 - len(nonce)
-    template = bytearray(16)
-    template[0] = q - 1
-    template[1:1 + len(nonce)] = nonce
+    template = int.from_bytes(bytes((q - 1,)) + nonce + bytes(q), "big")
     ecb = _aes(key, _ECB)
     total = 1 + (len(data) + 15) // 16  # A_0 for the tag, then one block per 16 bytes
+    if total >= 1 << (8 * q):
+        raise ValueError("message too long for a %d-byte nonce" % len(nonce))
     out = bytearray(len(data))
-    s0 = None
-    counters = bytearray(min(total, _CHUNK_BLOCKS) * 16)
+    s0 = b""
     for first in range(0, total, _CHUNK_BLOCKS):
         count = min(_CHUNK_BLOCKS, total - first)
-        buf = counters if count * 16 == len(counters) else bytearray(count * 16)
-        for j in range(count):
-            i = first + j
-            base = j * 16
-            buf[base:base + 16] = template
-            for k in range(min(q, 4)):  # q >= 2; no message needs more than 2**32 blocks
-                buf[base + 15 - k] = (i >> (8 * k)) & 0xFF
-        ecb.encrypt(buf, buf)
-        stream = memoryview(buf)
+        blocks = _counter_blocks(template, first, count)
+        stream = memoryview(ecb.encrypt(blocks, bytearray(len(blocks))))
         if first == 0:
             s0 = bytes(stream[:16])
             stream = stream[16:]
