@@ -38,6 +38,12 @@ class TargetTest:
         return self.path.stem
 
 
+def heap_bytes(size: str) -> int:
+    """A heap size as micropython's -X heapsize takes it ("96K", "1M", "65536") in bytes."""
+    units = {"K": 1024, "M": 1024 * 1024}
+    return int(size[:-1]) * units[size[-1].upper()] if size[-1].upper() in units else int(size)
+
+
 @dataclass
 class Result:
     passed: bool

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from host_tools.paths import ToolError, micropython
+from host_tools.target import vectors_dir
 
 
 class VirtualBoard:
@@ -31,7 +32,9 @@ class VirtualBoard:
         child = f"exec:{micropython()} -X heapsize={self.heapsize} -i"
         cmd = ["socat", f"pty,raw,echo=0,link={self.port}",
                f"{child},pty,raw,echo=0,stderr,setsid,ctty"]
-        env = dict(os.environ, MICROPYPATH="lib:.frozen", WEARSAFE_SIM_DIR=str(self.root))
+        # It runs on this host, so unix-only target tests find the vector files too.
+        env = dict(os.environ, MICROPYPATH="lib:.frozen", WEARSAFE_SIM_DIR=str(self.root),
+                   WEARSAFE_VECTORS=vectors_dir())
         try:
             self.process = subprocess.Popen(cmd, cwd=self.root, env=env, start_new_session=True,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
