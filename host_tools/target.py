@@ -116,6 +116,7 @@ class UnixTarget:
             MICROPYPATH=os.pathsep.join([str(test.path.parent), str(self.fs / "lib"), ".frozen"]),
             WEARSAFE_SIM_DIR=str(workdir),
             WEARSAFE_VECTORS=vectors_dir(),
+            WEARSAFE_SIM_SPEED="0",  # simulated time: tests do not wait in real time
         )
         try:
             done = subprocess.run(self.command(test), cwd=workdir, env=env, capture_output=True,

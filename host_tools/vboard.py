@@ -34,7 +34,7 @@ class VirtualBoard:
                f"{child},pty,raw,echo=0,stderr,setsid,ctty"]
         # It runs on this host, so unix-only target tests find the vector files too.
         env = dict(os.environ, MICROPYPATH="lib:.frozen", WEARSAFE_SIM_DIR=str(self.root),
-                   WEARSAFE_VECTORS=vectors_dir())
+                   WEARSAFE_VECTORS=vectors_dir(), WEARSAFE_SIM_SPEED="0")
         try:
             self.process = subprocess.Popen(cmd, cwd=self.root, env=env, start_new_session=True,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

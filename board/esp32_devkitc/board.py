@@ -3,6 +3,12 @@
 import time
 
 NAME = "esp32_devkitc"
+# The sensor bus: I2C0 on the DevKitC's default pins (wiring in README.md).
+I2C_NAME = "i2c0 (SDA GPIO21, SCL GPIO22)"
+_SDA = 21
+_SCL = 22
+_I2C_HZ = 400_000
+_bus = None
 
 
 def state_dir():
@@ -27,3 +33,12 @@ def nvs(namespace):
     import esp32
 
     return esp32.NVS(namespace)
+
+
+def i2c():
+    global _bus
+    if _bus is None:
+        from machine import I2C, Pin
+
+        _bus = I2C(0, scl=Pin(_SCL), sda=Pin(_SDA), freq=_I2C_HZ)
+    return _bus

@@ -1,10 +1,22 @@
 # The simulated board: the unix port standing in for an ESP32 wearable.
 # Firmware code reaches hardware only through this module's functions; the
 # esp32_devkitc board module offers the same ones on real hardware.
+#
+# Environment: WEARSAFE_SIM_DIR (state: flash, NVS), WEARSAFE_SCENARIO (what
+# the wearer does: a name from simhw/scenarios.py or a .json file),
+# WEARSAFE_SIM_SPEED (1 = real time, the default; 0 = as fast as possible),
+# WEARSAFE_SIM_SEED (repeatable noise).
 import os
-import time
+import random
+
+from simhw.clock import SimClock
 
 NAME = "sim"
+I2C_NAME = "sim-i2c0"
+
+_clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
+_bus = None
+random.seed(int(os.getenv("WEARSAFE_SIM_SEED") or "0") or int.from_bytes(os.urandom(4), "big"))
 
 
 def state_dir():
@@ -13,15 +25,39 @@ def state_dir():
 
 
 def ticks_ms():
-    return time.ticks_ms()
+    return _clock.ticks_ms()
 
 
 def ticks_diff(a, b):
-    return time.ticks_diff(a, b)
+    return a - b  # simulated time does not wrap
 
 
 def sleep_ms(ms):
-    time.sleep_ms(ms)
+    _clock.sleep_ms(ms)
+
+
+def scenario():
+    from simhw import scenarios
+
+    return scenarios.load(os.getenv("WEARSAFE_SCENARIO") or "rest")
+
+
+def i2c():
+    """The sensor bus, carrying the chips the scenario does not leave out."""
+    global _bus
+    if _bus is None:
+        from simhw.chips import CHIPS
+        from simhw.i2c import SimI2C
+
+        wearer = scenario()
+        _bus = SimI2C()
+        for name in CHIPS:
+            if name not in wearer["missing"]:
+                address, emulation = CHIPS[name]
+                chip = emulation(wearer)
+                _bus.attach(address, chip)
+                _clock.attach(chip)
+    return _bus
 
 
 def nvs(namespace):

@@ -1,0 +1,25 @@
+# Simulated time. It advances only when the firmware sleeps, and the
+# emulated chips produce their samples then, so tests run as fast as the
+# CPU allows; with speed 1 it also really sleeps, for a live simulator.
+import time
+
+
+class SimClock:
+    def __init__(self, speed=0.0):
+        self.now_us = 0
+        self.speed = speed
+        self._chips = []
+
+    def attach(self, chip):
+        self._chips.append(chip)
+        chip.advance(self.now_us)
+
+    def ticks_ms(self):
+        return self.now_us // 1000
+
+    def sleep_ms(self, ms):
+        if self.speed:
+            time.sleep_ms(int(ms / self.speed))
+        self.now_us += ms * 1000
+        for chip in self._chips:
+            chip.advance(self.now_us)

@@ -1,0 +1,98 @@
+# The sensor loop: polls the chips' FIFOs every 100 ms (they hold 320 ms of
+# PPG and 640 ms of acceleration), feeds the estimators, and gives one set
+# of vitals per second. A chip that is missing at start is reported once
+# and the others keep running.
+from array import array
+
+from micropython import const
+
+from wearsafe import log
+from wearsafe.sensors import SensorError, lis3dh, max30102, max30205
+from wearsafe.vitals.ppg import HeartRateEstimator, Spo2Estimator
+from wearsafe.vitals.steps import StepCounter
+from wearsafe.vitals.temperature import BodyTemperature
+
+POLL_MS = const(100)
+REPORT_MS = const(1000)
+
+
+class Vitals:
+    """One second's vitals; None where the signal did not allow a value."""
+
+    def __init__(self):
+        self.heart_rate = None
+        self.spo2 = None
+        self.temperature = None
+        self.steps = 0
+        self.worn = False
+
+
+class SensorHub:
+    def __init__(self, bus, bus_name, sleep_ms=None):
+        self.errors = []
+        self.ppg = self._start(lambda: max30102.MAX30102(bus, bus_name, sleep_ms=sleep_ms))
+        self.thermometer = self._start(lambda: max30205.MAX30205(bus, bus_name))
+        self.accel = self._start(lambda: lis3dh.LIS3DH(bus, bus_name))
+        self._red = array("i", bytes(4 * max30102.FIFO_DEPTH))
+        self._ir = array("i", bytes(4 * max30102.FIFO_DEPTH))
+        self._x = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
+        self._y = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
+        self._z = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
+        self.heart = HeartRateEstimator(max30102.SAMPLE_RATE)
+        self.oximeter = Spo2Estimator(max30102.SAMPLE_RATE)
+        self.stepper = StepCounter(lis3dh.SAMPLE_RATE)
+        self.body = BodyTemperature()
+
+    def _start(self, make):
+        try:
+            chip = make()
+            chip.start()
+            return chip
+        except (SensorError, OSError) as e:
+            self.errors.append(str(e))
+            log.error("sensor-unavailable", e)
+            return None
+
+    def poll(self):
+        """Drain the FIFOs into the estimators: the per-sample path, allocation-free."""
+        if self.ppg:
+            n = self.ppg.read(self._red, self._ir)
+            self.heart.add_from(self._ir, n)
+            self.oximeter.add_from(self._red, self._ir, n)
+        if self.accel:
+            n = self.accel.read(self._x, self._y, self._z)
+            self.stepper.add_from(self._x, self._y, self._z, n)
+
+    def vitals(self, out):
+        """Fill out (a Vitals) with this second's values."""
+        worn = self.ppg is not None and self.heart.channel.on_skin()
+        out.worn = worn
+        out.heart_rate = self.heart.bpm() if worn else None
+        # SpO2 only alongside a trusted pulse: motion fools the ratio of ratios.
+        out.spo2 = self.oximeter.spo2() if out.heart_rate is not None else None
+        if self.thermometer:
+            self.body.add_raw(self.thermometer.read_raw())
+        out.temperature = self.body.celsius(worn) if self.thermometer else None
+        out.steps = self.stepper.steps
+        return out
+
+
+def run(hub, board, seconds=None):
+    """Yield a Vitals once per second (the same object, refilled) for `seconds` or forever."""
+    out = Vitals()
+    next_poll = board.ticks_ms()
+    next_report = next_poll + REPORT_MS
+    reported = 0
+    while seconds is None or reported < seconds:
+        hub.poll()
+        now = board.ticks_ms()
+        if board.ticks_diff(now, next_report) >= 0:
+            next_report += REPORT_MS
+            reported += 1
+            yield hub.vitals(out)
+        next_poll += POLL_MS
+        wait = board.ticks_diff(next_poll, board.ticks_ms())
+        if wait > 0:
+            board.sleep_ms(wait)
+        else:
+            next_poll = board.ticks_ms()  # fell behind: poll now, do not pile up

@@ -1,0 +1,146 @@
+# The real drivers against the emulated chips of the sim board.
+import board
+from array import array
+from simhw import chips, scenarios
+from simhw.clock import SimClock
+from simhw.i2c import SimI2C
+from wearsafe import sensing
+from wearsafe.sensors import SensorError, lis3dh, max30102, max30205
+from wstest import raises
+
+UNIX_ONLY = True  # needs the sim board's emulated chips
+
+
+def _bus(scenario="rest", missing=(), **changes):
+    wearer = scenarios.load(scenario)
+    wearer.update(changes)
+    clock, bus = SimClock(0), SimI2C()
+    for name in chips.CHIPS:
+        if name not in missing:
+            address, emulation = chips.CHIPS[name]
+            chip = emulation(wearer)
+            bus.attach(address, chip)
+            clock.attach(chip)
+    return bus, clock
+
+
+def test_ppg_fifo_delivers_100_samples_per_second_in_spo2_mode():
+    bus, clock = _bus()
+    ppg = max30102.MAX30102(bus, "test-bus", sleep_ms=clock.sleep_ms)
+    ppg.start()
+    red, ir = array("i", bytes(128)), array("i", bytes(128))
+    total = 0
+    for _ in range(10):
+        clock.sleep_ms(100)
+        n = ppg.read(red, ir)
+        assert n == 10
+        total += n
+        for i in range(n):
+            assert 60000 < red[i] < 0x3FFFF and 80000 < ir[i] < 0x3FFFF
+    assert total == 100 and ppg.overflows == 0
+
+
+def test_ppg_read_too_late_reports_the_overflow_and_keeps_the_newest():
+    bus, clock = _bus()
+    ppg = max30102.MAX30102(bus, "test-bus")
+    ppg.start()
+    red, ir = array("i", bytes(128)), array("i", bytes(128))
+    clock.sleep_ms(500)  # 50 samples into a 32-sample FIFO
+    assert ppg.read(red, ir) == 32
+    assert ppg.overflows == 18
+    clock.sleep_ms(100)
+    assert ppg.read(red, ir) == 10
+
+
+def test_ppg_soft_reset_clears_the_fifo_and_mode():
+    bus, clock = _bus()
+    ppg = max30102.MAX30102(bus, "test-bus")
+    ppg.start()
+    clock.sleep_ms(200)
+    ppg.start()  # reset again: the 20 samples are gone
+    red, ir = array("i", bytes(128)), array("i", bytes(128))
+    assert ppg.read(red, ir) == 0
+
+
+def test_accelerometer_at_50_hz_reads_gravity_in_milli_g():
+    bus, clock = _bus()
+    acc = lis3dh.LIS3DH(bus, "test-bus")
+    acc.start()
+    x, y, z = array("i", bytes(128)), array("i", bytes(128)), array("i", bytes(128))
+    clock.sleep_ms(200)
+    n = acc.read(x, y, z)
+    assert n == 10
+    for i in range(n):
+        assert 900 < z[i] < 1100 and -150 < x[i] < 150
+    assert acc.overruns == 0
+
+
+def test_thermometer_reads_body_temperature_in_1_256_celsius():
+    bus, _ = _bus("fever")
+    t = max30205.MAX30205(bus, "test-bus")
+    t.start()
+    assert t.read_raw() == round(38.9 * 256)
+    assert abs(t.read_celsius() - 38.9) < 1 / 256
+
+
+def test_missing_chips_and_wrong_ids_name_bus_address_and_ids():
+    bus, _ = _bus(missing=("max30102", "max30205"))
+    e = raises(SensorError, max30102.MAX30102, bus, "test-bus")
+    assert str(e) == ("MAX30102: no answer on test-bus at address 0x57 (expected id 0x15 at "
+                      "register 0xff): check wiring and power")
+    e = raises(SensorError, max30205.MAX30205, bus, "test-bus")
+    assert "no answer on test-bus at address 0x48" in str(e)
+    bus.attach(0x57, bus.chips[0x18])  # an LIS3DH where the MAX30102 should be
+    e = raises(SensorError, max30102.MAX30102, bus, "test-bus")
+    assert str(e) == ("MAX30102: wrong id on test-bus at address 0x57: register 0xff reads "
+                      "0x00, expected 0x15")
+
+
+def test_the_hub_keeps_running_the_sensors_it_has():
+    bus, clock = _bus(missing=("max30205",))
+    hub = sensing.SensorHub(bus, "test-bus", clock.sleep_ms)
+    assert hub.thermometer is None and hub.ppg and hub.accel
+    assert len(hub.errors) == 1 and "MAX30205" in hub.errors[0]
+    out = sensing.Vitals()
+    for _ in range(100):
+        clock.sleep_ms(100)
+        hub.poll()
+    hub.vitals(out)
+    assert out.temperature is None and out.heart_rate is not None and out.worn
+
+
+def test_the_sensor_loop_on_the_board_gives_vitals_each_second():
+    hub = sensing.SensorHub(board.i2c(), board.I2C_NAME, board.sleep_ms)
+    t0 = board.ticks_ms()
+    seconds = 0
+    for vitals in sensing.run(hub, board, seconds=12):
+        seconds += 1
+    assert seconds == 12 and 11900 <= board.ticks_ms() - t0 <= 12200
+    assert abs(vitals.heart_rate - 62) <= 2 and abs(vitals.spo2 - 0.98) <= 0.02
+    assert abs(vitals.temperature - 36.6) < 0.01 and vitals.steps < 5
+    assert hub.ppg.overflows == 0 and hub.accel.overruns == 0
+
+
+def _allocated_per_poll(hub, clock, interval_ms):
+    import micropython
+
+    allocated = 0
+    for _ in range(20):
+        clock.sleep_ms(interval_ms)  # the emulated chips allocate here, outside the firmware
+        before = micropython.mem_total()
+        hub.poll()
+        allocated += micropython.mem_total() - before
+    return allocated // 20
+
+
+def test_the_poll_path_allocates_nothing_per_sample():
+    bus, clock = _bus("rest", hand_moves=0)  # no steps: per-step work is not per sample
+    hub = sensing.SensorHub(bus, "test-bus", clock.sleep_ms)
+    for _ in range(20):  # warm up: estimators and FIFOs in their steady state
+        clock.sleep_ms(100)
+        hub.poll()
+    # Three times the samples per poll, the same bytes: nothing is allocated per sample.
+    # What remains is per call (MicroPython puts frames over 11 words on the heap).
+    per_poll = _allocated_per_poll(hub, clock, 100)
+    assert _allocated_per_poll(hub, clock, 300) == per_poll
+    assert per_poll < 1024, per_poll
