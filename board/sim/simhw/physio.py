@@ -2,6 +2,7 @@
 # allocate (floats) freely; the firmware under test must not.
 import math
 import random
+from array import array
 
 # SpO2 calibration, the inverse of the device's (wearsafe.vitals.spo2):
 # SpO2 = 1.10 - 0.25 * R  =>  R = (1.10 - SpO2) / 0.25
@@ -58,7 +59,7 @@ class PpgModel:
         return (max(0, min(0x3FFFF, int(red))), max(0, min(0x3FFFF, int(ir))))
 
     def _replay(self):
-        values, rate = self.replay or [0.0], self.s["ppg_csv_rate"]
+        values, rate = self.replay or array("f", [0.0]), self.s["ppg_csv_rate"]
         position = self.t * rate  # resample by linear interpolation
         i = int(position) % len(values)
         frac = position - int(position)
@@ -68,7 +69,7 @@ class PpgModel:
 
 def _load_csv(path):
     """One column of numbers (a header line is allowed)."""
-    values = []
+    values = array("f")  # 4 bytes a value: recordings are long
     with open(path) as f:
         for line in f:
             cell = line.strip().split(",")[0]
