@@ -35,7 +35,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from host_tools.sim import run
 
-    return run(args.state, args.duration)
+    return run(args.state, args.duration, args.scenario, args.batch_seconds)
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
                     help="directory for all simulator state (default: sim-state/)")
+    sp.add_argument("--scenario", default="rest",
+                    help="what the wearer does: rest, walk, run, fever, desaturation, "
+                         "off-wrist, chip-missing, or a scenario .json file (default: rest)")
+    sp.add_argument("--batch-seconds", type=int, default=5,
+                    help="seconds of vitals per sealed message (device default 60; 5 here "
+                         "so a short run shows messages)")
     sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote")
     sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")

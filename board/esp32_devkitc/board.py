@@ -11,6 +11,11 @@ _I2C_HZ = 400_000
 _bus = None
 
 
+def epoch_s():
+    """Seconds since 1970 (MicroPython 1.22+ uses the Unix epoch on esp32); set by NTP."""
+    return time.time()
+
+
 def state_dir():
     """Root of the on-board filesystem (LittleFS on the vfs partition)."""
     return "/"

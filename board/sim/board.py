@@ -8,6 +8,7 @@
 # WEARSAFE_SIM_SEED (repeatable noise).
 import os
 import random
+import time
 
 from simhw.clock import SimClock
 
@@ -15,8 +16,14 @@ NAME = "sim"
 I2C_NAME = "sim-i2c0"
 
 _clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
+_EPOCH_AT_START = time.time()
 _bus = None
 random.seed(int(os.getenv("WEARSAFE_SIM_SEED") or "0") or int.from_bytes(os.urandom(4), "big"))
+
+
+def epoch_s():
+    """Seconds since 1970: the host's clock at start, then simulated time."""
+    return _EPOCH_AT_START + _clock.ticks_ms() // 1000
 
 
 def state_dir():

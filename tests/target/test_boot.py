@@ -17,9 +17,8 @@ def test_board_clock_advances():
     assert board.ticks_diff(board.ticks_ms(), t0) >= 20
 
 
-def test_status_message_holds_nothing_but_version_and_uptime():
-    message = app.status()
-    assert message.startswith("fw=" + wearsafe.VERSION + " uptime_s=")
+def test_topic_is_the_device_pseudonym_and_nothing_else():
+    assert app.topic("a1b2c3d4") == "devices/a1b2c3d4/up"
 
 
 def test_umqtt_simple_is_on_the_device_path():

@@ -18,6 +18,7 @@ def _allocated():
 
 
 def run(module_name, function_name):
+    loaded = set(sys.modules)
     outcome = "pass"
     alloc = live = 0
     try:
@@ -32,7 +33,12 @@ def run(module_name, function_name):
     alloc = _allocated() - alloc if alloc >= 0 else -1
     gc.collect()
     live = gc.mem_alloc() - live
-    sys.modules.pop(module_name, None)
+    # Unload what the test loaded: on a board, which runs every test in one
+    # process, the next test starts from the same heap as this one did.
+    for name in list(sys.modules):
+        if name not in loaded:
+            del sys.modules[name]
+    gc.collect()
     print(MARK, outcome, alloc, live)
 
 

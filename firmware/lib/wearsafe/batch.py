@@ -1,0 +1,42 @@
+# Collects a period of vitals into SenML series and packs them: one message
+# per batch (default 60 s) instead of one per reading.
+from wearsafe import senml
+
+TEMPERATURE_EVERY_S = 10  # body temperature changes slowly
+
+
+class Batch:
+    def __init__(self, device_id, seconds=60):
+        self.device_id = device_id
+        self.seconds = seconds
+        self.clear(0)
+
+    def clear(self, base_time):
+        self.base_time = base_time
+        self.elapsed = 0
+        self.steps_at_start = None
+        self.series: dict = {"heart-rate": [], "spo2": [], "body-temp": [], "steps": []}
+
+    def add(self, vitals):
+        """One second of vitals; returns True when the batch is full."""
+        t = self.elapsed
+        if self.steps_at_start is None:
+            self.steps_at_start = vitals.steps
+        if vitals.heart_rate is not None:
+            self.series["heart-rate"].append((t, round(vitals.heart_rate)))
+        if vitals.spo2 is not None:
+            self.series["spo2"].append((t, round(vitals.spo2 * 1024) / 1024))
+        if vitals.temperature is not None and t % TEMPERATURE_EVERY_S == 0:
+            self.series["body-temp"].append((t, vitals.temperature))
+        self.elapsed += 1
+        if self.elapsed < self.seconds:
+            return False
+        self.series["steps"].append((t, vitals.steps - self.steps_at_start))
+        return True
+
+    def readings(self):
+        return sum(len(points) for points in self.series.values())
+
+    def pack(self):
+        series = {q: points for q, points in self.series.items() if points}
+        return senml.encode_pack(self.device_id, self.base_time, series)
