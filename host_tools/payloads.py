@@ -75,8 +75,16 @@ def resolve_senml(records: Any) -> list[dict[str, Any]]:
 
 @dataclass
 class PayloadOpener:
+    """Opens messages; with `in_order`, refuses a partial IV not above the last one.
+
+    The ingest turns `in_order` off: with a shared subscription, messages of
+    one device may reach several ingest processes and commit in any order,
+    so it refuses replays by the store's uniqueness on (key id, partial IV).
+    """
+
     keys: Mapping[bytes, DeviceKey]
     last_partial_iv: dict[bytes, int] = field(default_factory=dict)
+    in_order: bool = True
 
     def open(self, message: bytes, device_id: str, topic: str) -> tuple[bytes, int, bytes]:
         """(key id, partial IV, plaintext) of an authentic, fresh message."""
@@ -109,7 +117,7 @@ class PayloadOpener:
             raise PayloadError(f"unknown key id {kid.hex()}")
         counter = int.from_bytes(piv, "big")
         last = self.last_partial_iv.get(kid, -1)
-        if counter <= last:
+        if self.in_order and counter <= last:
             raise PayloadError(f"replayed or stale partial IV {counter} (last accepted {last})")
         try:
             plaintext = AESCCM(device_key.key, tag_length=TAG_LEN).decrypt(
@@ -118,7 +126,7 @@ class PayloadOpener:
         except InvalidTag:
             raise PayloadError("authentication failed: wrong key, device, topic or "
                                "tampered message") from None
-        self.last_partial_iv[kid] = counter
+        self.last_partial_iv[kid] = max(counter, last)
         return kid, counter, plaintext
 
     def open_senml(self, message: bytes, device_id: str, topic: str) -> list[dict[str, Any]]:

@@ -53,3 +53,80 @@ def sim_build() -> Path:
     from host_tools.build import build
 
     return build("sim")
+
+
+class Fleet:
+    """A server directory, a real Mosquitto with TLS on a free port, and the ingest."""
+
+    def __init__(self, root: Path, fs: Path) -> None:
+        from host_tools.broker import Broker
+        from host_tools.server import Server
+
+        self.root = root
+        self.fs = fs
+        self.server = Server(root / "server").init()
+        self.broker = Broker(self.server.broker_dir, self.server.ca)
+        self.ingest_log = root / "ingest.log"
+        self._devices = 0
+
+    def start(self) -> Fleet:
+        import threading
+
+        from host_tools.ingest import Ingest
+
+        self.broker.start()
+        self._stop = threading.Event()
+        ready = threading.Event()
+        self._log = open(self.ingest_log, "a")  # noqa: SIM115 - closed in stop()
+        self.ingest = Ingest(self.server, log=self._log)
+        self._thread = threading.Thread(target=self.ingest.run, args=(self.broker.port,),
+                                        kwargs={"stop": self._stop, "ready": ready},
+                                        daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "the ingest did not subscribe"
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._log.close()
+        self.broker.stop()
+
+    def add_device(self, batch_seconds: int = 2):  # type: ignore[no-untyped-def]
+        from host_tools.provision import provision_sim_device
+
+        self._devices += 1
+        return provision_sim_device(self.server, self.fs, self.root / f"device-{self._devices}",
+                                    self.broker.port, batch_seconds)
+
+    def run_app(self, device, seconds: int, speed: str = "0", heap: str = "192K",  # type: ignore[no-untyped-def]
+                timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        """The firmware's app on the sim board for `seconds` of simulated time."""
+        from host_tools.provision import sim_env
+
+        return subprocess.run(
+            [micropython_path(), "-X", f"heapsize={heap}", "-c",
+             f"import wearsafe.app; wearsafe.app.run({seconds})"],
+            cwd=self.fs, env=sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env),
+            capture_output=True, text=True, timeout=timeout, check=False)
+
+    def wait_stored(self, count: int, timeout: float = 20) -> int:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.ingest.stored < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.ingest.stored
+
+
+def micropython_path() -> str:
+    from host_tools.paths import micropython
+
+    return micropython()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, sim_build: Path):  # type: ignore[no-untyped-def]
+    f = Fleet(tmp_path, sim_build).start()
+    yield f
+    f.stop()

@@ -21,6 +21,32 @@ def state_dir():
     return "/"
 
 
+def sync_clock():
+    """Set the RTC from NTP (OSError when it fails): TLS needs the date."""
+    import ntptime
+
+    ntptime.settime()
+
+
+_wlan = None
+
+
+def network_up():
+    """Station mode on the network in /wifi.json ({"ssid": ..., "key": ...}); never blocks."""
+    global _wlan
+    import network
+
+    if _wlan is None:
+        import json
+
+        with open("/wifi.json") as f:
+            wifi = json.load(f)
+        _wlan = network.WLAN(network.STA_IF)
+        _wlan.active(True)
+        _wlan.connect(wifi["ssid"], wifi["key"])
+    return _wlan.isconnected()
+
+
 def ticks_ms():
     return time.ticks_ms()
 

@@ -5,7 +5,9 @@
 # Environment: WEARSAFE_SIM_DIR (state: flash, NVS), WEARSAFE_SCENARIO (what
 # the wearer does: a name from simhw/scenarios.py or a .json file),
 # WEARSAFE_SIM_SPEED (1 = real time, the default; 0 = as fast as possible),
-# WEARSAFE_SIM_SEED (repeatable noise).
+# WEARSAFE_SIM_SEED (repeatable noise), WEARSAFE_SIM_EPOCH (the clock at
+# start, in Unix seconds; default the host's: 0 is a clock NTP never set).
+# The radio is off while the file radio-off exists in the state directory.
 import os
 import random
 import time
@@ -16,7 +18,7 @@ NAME = "sim"
 I2C_NAME = "sim-i2c0"
 
 _clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
-_EPOCH_AT_START = time.time()
+_EPOCH_AT_START = int(os.getenv("WEARSAFE_SIM_EPOCH") or time.time())
 _bus = None
 random.seed(int(os.getenv("WEARSAFE_SIM_SEED") or "0") or int.from_bytes(os.urandom(4), "big"))
 
@@ -29,6 +31,19 @@ def epoch_s():
 def state_dir():
     """Where this simulated device keeps its flash and NVS: $WEARSAFE_SIM_DIR."""
     return os.getenv("WEARSAFE_SIM_DIR") or "."
+
+
+def sync_clock():
+    """NTP on a board; a simulated clock stays as the environment set it."""
+
+
+def network_up():
+    """True while the simulated radio is on."""
+    try:
+        os.stat(state_dir() + "/radio-off")
+        return False
+    except OSError:
+        return True
 
 
 def ticks_ms():

@@ -15,7 +15,13 @@ class Batch:
         self.base_time = base_time
         self.elapsed = 0
         self.steps_at_start = None
-        self.series: dict = {"heart-rate": [], "spo2": [], "body-temp": [], "steps": []}
+        self.series: dict = {"heart-rate": [], "spo2": [], "body-temp": [], "steps": [],
+                             "outbox-dropped": []}
+
+    def note_dropped(self, count):
+        """Report in this batch that the outbox dropped `count` older messages."""
+        if count:
+            self.series["outbox-dropped"].append((self.elapsed, count))
 
     def add(self, vitals):
         """One second of vitals; returns True when the batch is full."""

@@ -23,6 +23,7 @@ UNITS = {
     "spo2": "/",  # a ratio, 0..1
     "body-temp": "Cel",
     "steps": "count",
+    "outbox-dropped": "count",  # messages the full outbox had to drop
 }
 
 

@@ -5,7 +5,15 @@ import json
 
 DEFAULTS = {
     "batch_seconds": 60,  # vitals per sealed message
+    "broker_host": "",  # the broker's name, as its certificate gives it
+    "broker_port": 8883,  # MQTT over TLS
+    "tls": True,  # anything else is refused: there is no plaintext MQTT
+    "keepalive_s": 60,
+    "ack_timeout_s": 10,  # PUBACK, handshake, any read or write
+    "outbox_segments": 16,  # outbox: segments of 4 KiB on flash
 }
+_RANGES: dict = {"batch_seconds": (1, 3600), "broker_port": (1, 65535), "keepalive_s": (5, 3600),
+           "ack_timeout_s": (1, 120), "outbox_segments": (2, 256)}
 
 
 class SettingsError(ValueError):
@@ -31,6 +39,8 @@ def load(path):
             raise SettingsError("%s: %s must be a %s" % (path, key,
                                                           type(DEFAULTS[key]).__name__))
         settings[key] = given[key]
-    if not 1 <= settings["batch_seconds"] <= 3600:
-        raise SettingsError("%s: batch_seconds must be 1..3600" % path)
+    for key in _RANGES:
+        low, high = _RANGES[key]
+        if not low <= settings[key] <= high:
+            raise SettingsError("%s: %s must be %d..%d" % (path, key, low, high))
     return settings

@@ -1,0 +1,245 @@
+# The uplink: MQTT over mutual TLS on umqtt.simple, and nothing else.
+#
+# The device proves itself with its P-256 client certificate and checks the
+# broker against the pinned fleet CA and the broker's host name
+# (CERT_REQUIRED). There is no plaintext code path and no password: a
+# configuration asking for either is refused when the Link is made, at boot.
+# umqtt.simple blocks and has no timeouts, so the Link owns them: every read
+# and write of the TLS socket is bounded, a PUBACK that does not come in
+# time fails the link, and keepalive pings go out when the link is idle.
+# Reconnects back off exponentially, with jitter, up to a cap.
+import random
+import ssl
+import sys
+
+from micropython import const
+
+from umqtt.simple import MQTTClient, MQTTException
+
+MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set
+BACKOFF_FIRST_MS = const(1000)
+BACKOFF_CAP_MS = const(60000)
+CERT_FILES = ("ca.der", "device.der", "device.key.der")
+OFFLINE = b"offline"
+_CONNACK_REASONS = {1: "protocol version refused", 2: "client id refused",
+                    3: "broker unavailable", 4: "bad user name or password",
+                    5: "not authorised (certificate not accepted for this id)"}
+
+
+class LinkError(Exception):
+    pass
+
+
+class ConfigError(LinkError):
+    """The configuration asks for something the device must never do."""
+
+
+class ClockNotSet(LinkError):
+    pass
+
+
+def up_topic(device_id):
+    return "devices/%s/up" % device_id
+
+
+def status_topic(device_id):
+    return "devices/%s/status" % device_id
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class _Tls:
+    """Wraps the client's TCP socket in TLS with our context, with its timeout.
+
+    Passed to umqtt.simple as `ssl` (1.4+: it calls ssl.wrap_socket(sock,
+    server_hostname=...)) and installed as its `ussl` module (1.3: it calls
+    ussl.wrap_socket(sock, **ssl_params)), so both versions take one path.
+    """
+
+    def __init__(self, context, timeout_s):
+        self.context = context
+        self.timeout_s = timeout_s
+        self.raw = None
+
+    def wrap_socket(self, sock, server_hostname=None):
+        self.raw = sock
+        sock.settimeout(self.timeout_s)  # bounds the handshake and CONNACK
+        return self.context.wrap_socket(sock, server_hostname=server_hostname)
+
+
+class _Bounded:
+    """The TLS socket as umqtt.simple sees it: 'blocking' means up to the timeout.
+
+    umqtt.simple calls setblocking(True) after each read, which would clear
+    the socket's timeout; here it sets it again instead.
+    """
+
+    def __init__(self, tls_sock, raw, timeout_s):
+        self._tls = tls_sock
+        self._raw = raw
+        self._timeout_s = timeout_s
+
+    def read(self, n):
+        data = self._tls.read(n)
+        if data is not None and len(data) < n:
+            raise OSError("link: connection closed by the broker")
+        return data
+
+    def write(self, buf, n=None):
+        return self._tls.write(buf if n is None else memoryview(buf)[:n])
+
+    def setblocking(self, flag):
+        self._tls.setblocking(flag)
+        if flag:
+            self._raw.settimeout(self._timeout_s)
+
+    def close(self):
+        self._tls.close()
+
+
+class Link:
+    def __init__(self, settings, device_id, cert_dir, board):
+        if settings["tls"] is not True:
+            raise ConfigError("plaintext MQTT is not supported: wearsafe speaks MQTT over TLS "
+                              "only; set \"tls\": true and give the broker's TLS port")
+        if not settings["broker_host"]:
+            raise ConfigError("no broker_host in the settings: provision the device bundle")
+        for name in CERT_FILES:
+            try:
+                _read(cert_dir + "/" + name)
+            except OSError:
+                raise ConfigError("no %s/%s: a client certificate, its key and the CA are "
+                                  "required (mutual TLS); provision the device bundle"
+                                  % (cert_dir, name))
+        self._host = settings["broker_host"]
+        self._port = settings["broker_port"]
+        self._keepalive_s = settings["keepalive_s"]
+        self._timeout_s = settings["ack_timeout_s"]
+        self._device_id = device_id
+        self._cert_dir = cert_dir
+        self._board = board
+        self._client = None
+        self._last_io = 0
+        self._retry_at = 0
+        self._backoff_ms = 0
+        self.connects = 0
+        self.last_error = None
+
+    @property
+    def connected(self):
+        return self._client is not None
+
+    def _context(self):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.verify_mode = ssl.CERT_REQUIRED
+        d = self._cert_dir + "/"
+        context.load_verify_locations(cadata=_read(d + "ca.der"))
+        context.load_cert_chain(_read(d + "device.der"), _read(d + "device.key.der"))
+        return context
+
+    def connect(self):
+        """Open the session now; LinkError (with what to do) when it fails."""
+        if self._board.epoch_s() < MIN_EPOCH:
+            try:
+                self._board.sync_clock()
+            except OSError as e:
+                raise ClockNotSet("link: the clock is not set and NTP failed (%s), so the "
+                                  "broker's certificate cannot be checked" % e)
+        if self._board.epoch_s() < MIN_EPOCH:
+            raise ClockNotSet("link: the clock is not set (NTP has not run), so the broker's "
+                              "certificate cannot be checked")
+        tls = _Tls(self._context(), self._timeout_s)
+        client = MQTTClient(self._device_id, self._host, self._port,
+                            keepalive=self._keepalive_s, ssl=tls)
+        if hasattr(client, "ssl_params"):  # umqtt.simple 1.3
+            client.ssl_params = {"server_hostname": self._host}
+            sys.modules["ussl"] = tls  # type: ignore[assignment]  # a module in all but type
+        client.set_last_will(status_topic(self._device_id), OFFLINE, retain=True, qos=1)
+        try:
+            client.connect()
+        except MQTTException as e:
+            code = e.args[0] if e.args else 0
+            raise LinkError("link: broker refused the connection: %s"
+                            % _CONNACK_REASONS.get(code, "code %s" % code))
+        except OSError as e:
+            self._close_socket(client)
+            raise LinkError("link: cannot reach %s:%d over TLS: %s (check the broker, its "
+                            "certificate and this device's)" % (self._host, self._port, e))
+        client.sock = _Bounded(client.sock, tls.raw, self._timeout_s)
+        self._client = client
+        self._last_io = self._board.ticks_ms()
+        self._backoff_ms = 0
+        self.connects += 1
+
+    def _close_socket(self, client):
+        try:
+            if client.sock:
+                client.sock.close()
+        except OSError:
+            pass
+
+    def drop(self, error):
+        """Give up the session after an error; the next service() reconnects later."""
+        if self._client:
+            self._close_socket(self._client)
+            self._client = None
+        self.last_error = str(error)
+        self._backoff_ms = min(BACKOFF_CAP_MS, max(BACKOFF_FIRST_MS, 2 * self._backoff_ms))
+        jitter = random.getrandbits(16) * self._backoff_ms // 0x20000  # up to half
+        self._retry_at = self._board.ticks_ms() + self._backoff_ms // 2 + jitter
+
+    def ensure(self):
+        """Connected, or trying again once the backoff allows; True when up."""
+        if not self._board.network_up():
+            if self._client:
+                self.drop("radio off")
+            self.last_error = "radio off"
+            return False
+        if self._client:
+            return True
+        if self._board.ticks_diff(self._board.ticks_ms(), self._retry_at) < 0:
+            return False
+        try:
+            self.connect()
+        except LinkError as e:
+            self.drop(e)
+            return False
+        return True
+
+    def publish(self, topic, message):
+        """QoS 1: returns once the broker's PUBACK is in; LinkError otherwise."""
+        if not self._client:
+            raise LinkError("link: not connected")
+        try:
+            self._client.publish(topic, message, qos=1)
+        except (OSError, IndexError, AssertionError) as e:
+            self.drop(e)
+            raise LinkError("link: no PUBACK within %d s: %s" % (self._timeout_s, e))
+        self._last_io = self._board.ticks_ms()
+
+    def keepalive(self):
+        """Ping when idle for half the keepalive, and read the PINGRESP."""
+        if not self._client:
+            return
+        idle = self._board.ticks_diff(self._board.ticks_ms(), self._last_io)
+        if idle < self._keepalive_s * 500:
+            return
+        try:
+            self._client.ping()
+            if self._client.wait_msg() is not None:
+                raise OSError("expected a PINGRESP")
+        except (OSError, IndexError, AssertionError) as e:
+            self.drop(e)
+            return
+        self._last_io = self._board.ticks_ms()
+
+    def close(self):
+        if self._client:
+            try:
+                self._client.disconnect()
+            except OSError:
+                pass
+            self._client = None

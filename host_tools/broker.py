@@ -1,0 +1,173 @@
+"""The broker: Mosquitto configuration for the fleet, and a local broker for tests and the sim.
+
+The configuration has one listener, TLS with client certificates required;
+there is no plaintext listener and no password login. The certificate's CN
+is the MQTT user name, and the ACL gives each device exactly:
+    write  devices/<its id>/up       sealed readings
+    write  devices/<its id>/status   its last will ("offline")
+    read   updates/#                 signed update announcements (OTA)
+and the ingest identity reads devices/+/up through a shared subscription.
+Revoked certificates are in the CRL; the broker rereads it on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from host_tools.paths import ToolError
+from host_tools.pki import FleetCA
+
+INGEST_ID = "ingest"
+SHARE_GROUP = "ingest"
+UP_TOPIC = "devices/{}/up"
+INGEST_SUBSCRIPTION = f"$share/{SHARE_GROUP}/devices/+/up"
+
+ACL = f"""\
+# wearsafe broker ACL: the user name is the client certificate's CN.
+# Every device (a pattern applies to all users; %u is the user name):
+pattern write devices/%u/up
+pattern write devices/%u/status
+topic read updates/#
+
+# The ingest reads every device's readings (through $share/{SHARE_GROUP}/).
+user {INGEST_ID}
+topic read devices/+/up
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.1",
+                 run_as_me: bool = False) -> Path:
+    """Write mosquitto.conf, its ACL and the TLS files into `out`; return the .conf.
+
+    The server certificate is issued for localhost on first use. `run_as_me`:
+    a broker started by this user (tests, the sim) keeps this user's rights
+    instead of dropping to the mosquitto user, which could not read 0600 keys.
+    """
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(out, 0o700)
+    if not (ca.directory / "localhost.crt").exists():
+        ca.issue("localhost", server=True)
+    for name in ("ca.crt", "localhost.crt", "localhost.key", "crl.pem"):
+        shutil.copy2(ca.directory / name, out / name)
+    os.chmod(out / "localhost.key", 0o600)
+    (out / "acl").write_text(ACL)
+    lines = [
+        "# wearsafe: TLS with client certificates only; there is no plaintext listener.",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"acl_file {out / 'acl'}",
+        "persistence false",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+        f"listener {port} {host}",
+        "protocol mqtt",
+        f"cafile {out / 'ca.crt'}",
+        f"certfile {out / 'localhost.crt'}",
+        f"keyfile {out / 'localhost.key'}",
+        f"crlfile {out / 'crl.pem'}",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "tls_version tlsv1.2",
+    ]
+    if run_as_me:
+        import pwd
+
+        lines.insert(1, f"user {pwd.getpwuid(os.geteuid()).pw_name}")
+    conf = out / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def aws_iot_policy(region: str = "*", account: str = "*") -> dict[str, object]:
+    """The same rules as an AWS IoT Core policy: client id = thing name."""
+    arn = f"arn:aws:iot:{region}:{account}"
+    thing = "${iot:Connection.Thing.ThingName}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect",
+             "Resource": f"{arn}:client/{thing}",
+             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+            {"Effect": "Allow", "Action": "iot:Publish",
+             "Resource": [f"{arn}:topic/devices/{thing}/up",
+                          f"{arn}:topic/devices/{thing}/status"]},
+            {"Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": f"{arn}:topicfilter/updates/*"},
+            {"Effect": "Allow", "Action": "iot:Receive",
+             "Resource": f"{arn}:topic/updates/*"},
+        ],
+    }
+
+
+def write_aws_policy(out: Path) -> Path:
+    path = out / "aws-iot-policy.json"
+    path.write_text(json.dumps(aws_iot_policy(), indent=2) + "\n")
+    return path
+
+
+class Broker:
+    """A Mosquitto of ours on a free loopback port; stopped on exit."""
+
+    def __init__(self, workdir: Path, ca: FleetCA, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.ca = ca
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "mosquitto.log"
+
+    def start(self) -> Self:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.access(mosquitto, os.X_OK):
+            raise ToolError("mosquitto not found: run `make deps` (Debian package mosquitto)")
+        conf = write_config(self.workdir, self.ca, self.port, run_as_me=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - the broker writes it as long as it runs
+        self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log,
+                                        start_new_session=True)
+        log.close()
+        (self.workdir / "mosquitto.pid").write_text(f"{self.process.pid}\n")  # for `forget`
+        deadline = time.monotonic() + 10
+        while True:
+            if self.process.poll() is not None:
+                raise ToolError(f"mosquitto exited at start:\n{self.log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ToolError(f"mosquitto did not listen on port {self.port}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,176 @@
+"""The server side: the device key vault, the sealed-message store, the audit log.
+
+A server directory (0700) holds:
+
+    pki/           the fleet CA and the identities it issued (host_tools.pki)
+    broker/        the Mosquitto configuration (host_tools.broker)
+    kek            the key-encryption key (0600; or $WEARSAFE_KEK as 64 hex digits)
+    keys.db        device payload keys, each wrapped under the KEK (RFC 3394 AES key wrap)
+    messages.db    the sealed messages as they arrived: still encrypted at rest
+    audit.log      one JSON line per export or forget, with no personal data
+
+Keys and messages live in separate files so that a copy of the message
+store alone opens nothing. Deleting uses SQLite's secure_delete, so a
+forgotten key is overwritten on disk, not just unlinked from the b-tree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from host_tools.broker import INGEST_ID
+from host_tools.paths import ToolError
+from host_tools.payloads import DeviceKey
+from host_tools.pki import FleetCA, write_private
+
+
+def private_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+    except OSError as e:
+        raise ToolError(f"cannot create {path}: {e.strerror}") from e
+    return path
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("PRAGMA journal_mode = WAL")
+    return db
+
+
+def device_ref(device_id: str) -> str:
+    """What the audit log names a device by: a one-way reference, not its id."""
+    return hashlib.sha256(b"wearsafe-audit\0" + device_id.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Server:
+    directory: Path
+
+    @property
+    def ca(self) -> FleetCA:
+        return FleetCA.open_or_create(self.directory / "pki")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.directory / "broker"
+
+    def init(self) -> Server:
+        private_dir(self.directory)
+        ca = self.ca  # created on first use
+        if not (ca.directory / f"{INGEST_ID}.crt").exists():
+            ca.issue(INGEST_ID)
+        if not (self.directory / "kek").exists() and not os.environ.get("WEARSAFE_KEK"):
+            write_private(self.directory / "kek", secrets.token_bytes(32))
+        return self
+
+    # -- the key vault -------------------------------------------------------
+
+    def _kek(self) -> bytes:
+        env = os.environ.get("WEARSAFE_KEK")
+        if env:
+            try:
+                kek = bytes.fromhex(env)
+            except ValueError:
+                kek = b""
+            if len(kek) != 32:
+                raise ToolError("WEARSAFE_KEK must be 64 hex digits (a 256-bit key)")
+            return kek
+        path = self.directory / "kek"
+        if not path.exists():
+            raise ToolError(f"no key-encryption key: {path} is missing and WEARSAFE_KEK unset")
+        if path.stat().st_mode & 0o077:
+            raise ToolError(f"{path} is readable by others: chmod 600 it (and rotate it)")
+        return path.read_bytes()
+
+    def _keys_db(self) -> sqlite3.Connection:
+        db = _connect(self.directory / "keys.db")
+        db.execute("CREATE TABLE IF NOT EXISTS device_keys (device_id TEXT PRIMARY KEY, "
+                   "key_id BLOB UNIQUE NOT NULL, wrapped BLOB NOT NULL, base_iv BLOB NOT NULL)")
+        return db
+
+    def register(self, device_id: str, key: DeviceKey) -> None:
+        with self._keys_db() as db:
+            try:
+                db.execute("INSERT INTO device_keys VALUES (?, ?, ?, ?)",
+                           (device_id, key.key_id, aes_key_wrap(self._kek(), key.key),
+                            key.base_iv))
+            except sqlite3.IntegrityError:
+                raise ToolError(f"device {device_id} or its key id is already "
+                                "registered") from None
+
+    def keys(self) -> dict[bytes, tuple[str, DeviceKey]]:
+        """key id -> (device id, key), every key unwrapped."""
+        kek = self._kek()
+        out = {}
+        with self._keys_db() as db:
+            for device_id, kid, wrapped, base_iv in db.execute("SELECT * FROM device_keys"):
+                try:
+                    out[kid] = (device_id, DeviceKey(kid, aes_key_unwrap(kek, wrapped), base_iv))
+                except InvalidUnwrap:
+                    raise ToolError("a device key does not unwrap: wrong key-encryption "
+                                    "key") from None
+        return out
+
+    def device_key(self, device_id: str) -> DeviceKey:
+        for owner, key in self.keys().values():
+            if owner == device_id:
+                return key
+        raise ToolError(f"no key for device {device_id}: it was never provisioned here, or "
+                        "it was forgotten (its stored messages can no longer be opened)")
+
+    # -- the message store ---------------------------------------------------
+
+    def messages_db(self) -> sqlite3.Connection:
+        db = _connect(self.directory / "messages.db")
+        db.execute("CREATE TABLE IF NOT EXISTS messages (key_id BLOB NOT NULL, "
+                   "partial_iv INTEGER NOT NULL, device_id TEXT NOT NULL, "
+                   "received_ms INTEGER NOT NULL, sealed BLOB NOT NULL, "
+                   "PRIMARY KEY (key_id, partial_iv))")
+        return db
+
+    def stored(self, device_id: str) -> Iterator[tuple[int, bytes]]:
+        """(partial IV, sealed message) of a device, in order."""
+        with self.messages_db() as db:
+            yield from db.execute("SELECT partial_iv, sealed FROM messages WHERE device_id = ? "
+                                  "ORDER BY partial_iv", (device_id,))
+
+    # -- forgetting and the audit log ----------------------------------------
+
+    def forget(self, device_id: str) -> int:
+        """Destroy the device's key, delete its messages; return how many went."""
+        with self._keys_db() as db:
+            gone = db.execute("DELETE FROM device_keys WHERE device_id = ?",
+                              (device_id,)).rowcount
+            db.execute("VACUUM")
+        with self.messages_db() as db:
+            deleted = db.execute("DELETE FROM messages WHERE device_id = ?",
+                                 (device_id,)).rowcount
+            db.execute("VACUUM")
+        if not gone and not deleted:
+            raise ToolError(f"no device {device_id} here: nothing to forget")
+        return deleted
+
+    def audit(self, action: str, device_id: str, **counts: int) -> None:
+        entry: Mapping[str, object] = {
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "operator": getpass.getuser(), "action": action,
+            "device_ref": device_ref(device_id), **counts}
+        fd = os.open(self.directory / "audit.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(entry) + "\n")
