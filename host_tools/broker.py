@@ -70,7 +70,11 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         "per_listener_settings false",
         "allow_anonymous false",
         f"acl_file {out / 'acl'}",
-        "persistence false",
+        # The ingest's session (its subscription and the messages queued for it)
+        # survives a broker restart: a message acknowledged to a device is not lost.
+        "persistence true",
+        f"persistence_location {out}/",
+        "autosave_interval 10",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

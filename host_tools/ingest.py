@@ -40,11 +40,12 @@ LOINC = {  # SenML quantity -> (LOINC code, display, UCUM unit)
 }
 
 
-def tls_client(server: Server, identity: str, client_id: str) -> mqtt.Client:
+def tls_client(server: Server, identity: str, client_id: str,
+               clean_session: bool = True) -> mqtt.Client:
     """A paho client that proves `identity` (a certificate of the fleet CA)."""
     pki = server.ca.directory
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv311, clean_session=clean_session)
     client.tls_set(ca_certs=str(pki / "ca.crt"), certfile=str(pki / f"{identity}.crt"),
                    keyfile=str(pki / f"{identity}.key"), cert_reqs=ssl.CERT_REQUIRED)
     return client
@@ -107,7 +108,8 @@ class Ingest:
 
     def run(self, port: int, host: str = "localhost", client_id: str = "ingest-1",
             stop: threading.Event | None = None, ready: threading.Event | None = None) -> None:
-        client = tls_client(self.server, INGEST_ID, client_id)
+        # A persistent session: what arrives while this process is away waits for it.
+        client = tls_client(self.server, INGEST_ID, client_id, clean_session=False)
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
             if rc != 0:

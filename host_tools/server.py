@@ -53,6 +53,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _compact(db: sqlite3.Connection) -> None:
+    """Leave no copy of deleted rows in free pages or in the write-ahead log."""
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def device_ref(device_id: str) -> str:
     """What the audit log names a device by: a one-way reference, not its id."""
     return hashlib.sha256(b"wearsafe-audit\0" + device_id.encode()).hexdigest()[:16]
@@ -157,11 +163,11 @@ class Server:
         with self._keys_db() as db:
             gone = db.execute("DELETE FROM device_keys WHERE device_id = ?",
                               (device_id,)).rowcount
-            db.execute("VACUUM")
+            _compact(db)
         with self.messages_db() as db:
             deleted = db.execute("DELETE FROM messages WHERE device_id = ?",
                                  (device_id,)).rowcount
-            db.execute("VACUUM")
+            _compact(db)
         if not gone and not deleted:
             raise ToolError(f"no device {device_id} here: nothing to forget")
         return deleted

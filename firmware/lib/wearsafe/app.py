@@ -3,6 +3,8 @@
 # and stored in the outbox; the outbox drains over the TLS link, in order,
 # each message removed only once the broker has acknowledged it. Logs hold
 # sizes, counts and states, never a reading.
+import gc
+
 import board
 from wearsafe import VERSION, keystore, log, sensing, settings
 from wearsafe.batch import Batch
@@ -21,7 +23,7 @@ class Uplink:
         self.outbox = outbox
         self.topic = topic
         self.delivered = 0
-        self._was_up = False
+        self._was_up = None  # the first state is logged either way
 
     def service(self):
         up = self.link.ensure()
@@ -72,7 +74,7 @@ def run(seconds=None):
             message = sealer.seal(batch.pack())
             uplink.outbox.append(message)
             log.info("sealed", len(message), "bytes", batch.readings(), "readings",
-                     "outbox", len(uplink.outbox))
+                     "outbox", len(uplink.outbox), "heap", gc.mem_alloc())
             batch.clear(board.epoch_s())
         uplink.service()
     uplink.link.close()

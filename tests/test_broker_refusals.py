@@ -1,0 +1,156 @@
+"""Who the broker and the ingest let in or across, each refusal in its own test.
+
+The attacker is paho-mqtt, an independent client; the broker is a real
+Mosquitto with the configuration `wearsafe broker-config` writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import time
+
+import paho.mqtt.client as mqtt
+
+from host_tools.pki import FleetCA
+
+
+def _connect(fleet, identity: str, client_id: str | None = None, ca: FleetCA | None = None):
+    """(client, CONNACK reason or the exception) for a TLS client proving `identity`."""
+    pki = (ca or fleet.server.ca).directory
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or identity,
+                         protocol=mqtt.MQTTv311)
+    client.tls_set(ca_certs=str(fleet.server.ca.cert_path),
+                   certfile=str(pki / f"{identity}.crt") if identity else None,
+                   keyfile=str(pki / f"{identity}.key") if identity else None,
+                   cert_reqs=ssl.CERT_REQUIRED)
+    result: list[object] = []
+    client.on_connect = lambda c, u, f, rc, p: result.append(rc)
+    client.on_disconnect = lambda *a: result.append(ConnectionError("closed by the broker"))
+    try:
+        client.connect("localhost", fleet.broker.port, keepalive=10)
+    except (OSError, ssl.SSLError) as e:
+        return client, e
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not result and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    if not result or not client.is_connected():
+        client.loop_stop()
+        return client, result[0] if result else ConnectionError("closed by the broker")
+    return client, result[0]
+
+
+def _refused(fleet, identity: str, **kw) -> None:
+    client, outcome = _connect(fleet, identity, **kw)
+    client.loop_stop()
+    assert not client.is_connected(), f"{identity or 'no certificate'} was let in: {outcome}"
+
+
+def test_there_is_no_plaintext_listener(fleet):
+    with socket.create_connection(("127.0.0.1", fleet.broker.port), timeout=5) as s:
+        # An MQTT CONNECT in the clear: the TLS listener answers with nothing MQTT.
+        s.sendall(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04test")
+        s.settimeout(3)
+        try:
+            reply = s.recv(16)
+        except (ConnectionResetError, TimeoutError):
+            reply = b""
+    assert not reply.startswith(b"\x20"), "a CONNACK came back in the clear"
+    conf = (fleet.server.broker_dir / "mosquitto.conf").read_text()
+    assert conf.count("listener ") == 1 and "require_certificate true" in conf
+
+
+def test_a_client_without_a_certificate_is_refused(fleet):
+    _refused(fleet, "")
+
+
+def test_a_certificate_from_another_ca_is_refused(fleet, tmp_path):
+    rogue = FleetCA.open_or_create(tmp_path / "rogue-ca", name="wearsafe fleet CA")
+    rogue.issue("0123456789abcdef")
+    _refused(fleet, "0123456789abcdef", ca=rogue)
+
+
+def test_an_expired_certificate_is_refused(fleet):
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    fleet.server.ca.issue("00000000000000ee", days=1, not_before=long_ago)
+    _refused(fleet, "00000000000000ee")
+
+
+def test_a_revoked_certificate_is_refused(fleet):
+    from host_tools.ingest import reload_broker
+
+    fleet.server.ca.issue("00000000000000aa")
+    client, outcome = _connect(fleet, "00000000000000aa")
+    assert client.is_connected(), outcome  # valid until revoked
+    client.disconnect()
+    client.loop_stop()
+    fleet.server.ca.revoke("00000000000000aa")
+    reload_broker(fleet.server)
+    time.sleep(0.5)
+    _refused(fleet, "00000000000000aa")
+
+
+def test_a_device_cannot_publish_to_another_devices_topic(fleet):
+    victim = fleet.add_device()
+    attacker = fleet.add_device()
+    client, outcome = _connect(fleet, attacker.device_id)
+    assert client.is_connected(), outcome
+    sealed = _sealed_by(fleet, attacker, 2)[0]
+    info = client.publish(f"devices/{victim.device_id}/up", sealed, qos=1)
+    info.wait_for_publish(5)
+    client.publish(f"devices/{attacker.device_id}/up", b"marker", qos=1).wait_for_publish(5)
+    time.sleep(1)
+    client.disconnect()
+    client.loop_stop()
+    log = fleet.ingest_log.read_text()
+    assert f"rejected from {attacker.device_id}" in log  # the marker arrived ...
+    assert victim.device_id not in log  # ... the cross-topic publish never did
+
+
+def test_a_device_subscribing_to_every_device_receives_nothing(fleet):
+    device = fleet.add_device()
+    spy, outcome = _connect(fleet, fleet.add_device().device_id)
+    assert spy.is_connected(), outcome
+    got: list[bytes] = []
+    spy.on_message = lambda c, u, m: got.append(m.payload)
+    spy.subscribe("devices/#", qos=1)
+    spy.subscribe("#", qos=1)
+    time.sleep(0.5)
+    assert fleet.run_app(device, seconds=4).returncode == 0
+    assert fleet.wait_stored(2) == 2
+    time.sleep(0.5)
+    spy.disconnect()
+    spy.loop_stop()
+    assert got == []
+
+
+def _sealed_by(fleet, device, count: int) -> list[bytes]:
+    """Messages sealed on the device itself, as the ingest stored them."""
+    assert fleet.run_app(device, seconds=2 * count).returncode == 0
+    fleet.wait_stored(fleet.ingest.stored + count, timeout=10)
+    return [sealed for _, sealed in fleet.server.stored(device.device_id)]
+
+
+def test_a_replayed_message_is_not_stored_twice(fleet):
+    device = fleet.add_device()
+    sealed = _sealed_by(fleet, device, 2)
+    client, outcome = _connect(fleet, device.device_id)  # even with the device's own identity
+    assert client.is_connected(), outcome
+    client.publish(f"devices/{device.device_id}/up", sealed[0], qos=1).wait_for_publish(5)
+    time.sleep(1)
+    client.disconnect()
+    client.loop_stop()
+    assert fleet.ingest.duplicates == 1
+    assert len(list(fleet.server.stored(device.device_id))) == 2
+
+
+def test_a_message_moved_to_another_devices_topic_is_rejected(fleet):
+    first, second = fleet.add_device(), fleet.add_device()
+    sealed = _sealed_by(fleet, first, 1)[0]
+    # Straight at the ingest, as if the broker had let it through.
+    verdict = fleet.ingest.accept(f"devices/{second.device_id}/up", sealed)
+    assert verdict == "rejected: topic names another device than the key's"
+    assert list(fleet.server.stored(second.device_id)) == []

@@ -1,0 +1,83 @@
+"""The broker goes away for a minute; a device is forgotten."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from host_tools.ingest import export, forget
+from host_tools.paths import ToolError, micropython
+from host_tools.payloads import PayloadError, PayloadOpener
+from host_tools.provision import sim_env
+
+SPEED = 2  # simulated seconds per real second
+
+
+def test_a_60_second_broker_outage_loses_nothing_and_duplicates_nothing(fleet):
+    device = fleet.add_device(batch_seconds=2)
+    app = subprocess.Popen(
+        [micropython(), "-X", "heapsize=192K", "-c", "import wearsafe.app; wearsafe.app.run(170)"],
+        cwd=fleet.fs, env=sim_env(fleet.fs, device.state, WEARSAFE_SIM_SPEED=str(SPEED)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(app.stdout or []), daemon=True)
+    reader.start()
+    time.sleep(6)
+    stored_before = fleet.ingest.stored
+    fleet.broker.stop()
+    time.sleep(60 / SPEED)  # a minute of the device's time
+    fleet.broker.start()
+    assert app.wait(timeout=180) == 0, "".join(lines)
+    reader.join(5)
+    log = "".join(lines)
+    sealed = log.count(" info sealed ")
+    assert sealed >= 80, log
+    assert stored_before >= 1
+    assert "link-down" in log and log.count("link-up") >= 2, log
+    assert fleet.wait_stored(sealed, timeout=30) == sealed, log[-2000:]
+    assert fleet.ingest.duplicates <= 1  # at most the one in flight when the broker went
+    stored = [int(m) for m in re.findall(r"stored device=\w+ piv=(\d+)",
+                                         fleet.ingest_log.read_text())]
+    assert stored == sorted(stored) and len(set(stored)) == sealed  # in order, each once
+    heaps = [int(h) for h in re.findall(r" heap (\d+)", log)]
+    assert max(heaps) < 2 * min(heaps[5:]), heaps  # bounded while the outbox filled
+    depth = max(int(d) for d in re.findall(r"sealed .* outbox (\d+)", log))
+    assert depth >= 25  # the outage really filled the outbox
+
+
+def test_forget_shreds_the_device_and_its_certificate(fleet):
+    device = fleet.add_device(batch_seconds=2)
+    assert fleet.run_app(device, seconds=4).returncode == 0
+    assert fleet.wait_stored(2) == 2
+    assert export(fleet.server, device.device_id, "fhir")
+    sealed = [s for _, s in fleet.server.stored(device.device_id)]
+    fleet.add_device()  # another device's key stays
+    with sqlite3.connect(fleet.server.directory / "keys.db") as db:
+        (wrapped,) = db.execute("SELECT wrapped FROM device_keys WHERE device_id = ?",
+                                (device.device_id,)).fetchone()
+
+    assert forget(fleet.server, device.device_id) == 2
+
+    with pytest.raises(ToolError, match="no key for device .* forgotten"):
+        export(fleet.server, device.device_id, "csv")
+    assert list(fleet.server.stored(device.device_id)) == []
+    # No key left anywhere in the server opens what was stored before.
+    keys = fleet.server.keys()
+    assert len(keys) == 1
+    for kid, (_, key) in keys.items():
+        for message in sealed:
+            with pytest.raises(PayloadError):
+                PayloadOpener({kid: key}).open(message, device.device_id,
+                                               f"devices/{device.device_id}/up")
+    for path in fleet.server.directory.rglob("*.db*"):
+        assert wrapped not in path.read_bytes(), path  # overwritten, not just unlinked
+    # The broker refuses its certificate now.
+    done = fleet.run_app(device, seconds=2)
+    assert "link-up" not in done.stdout and "link-down" in done.stdout, done.stdout
+    audit = (fleet.server.directory / "audit.log").read_text()
+    assert '"action": "forget"' in audit and device.device_id not in audit
