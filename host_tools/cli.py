@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,46 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from host_tools.sim import run
 
     return run(args.state, args.duration, args.scenario, args.batch_seconds)
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from host_tools.broker import write_aws_policy, write_config
+    from host_tools.server import Server
+
+    server = Server(args.server).init()
+    conf = write_config(args.out, server.ca, args.port, args.host)
+    print(f"{conf}\n{write_aws_policy(args.out)}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from host_tools.ingest import Ingest, open_server
+
+    print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
+    Ingest(open_server(args.server)).run(args.port, args.host, args.client_id)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from host_tools.ingest import export, open_server
+
+    text = export(open_server(args.server), args.device, args.format)
+    if args.out:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from host_tools.ingest import forget, open_server
+
+    deleted = forget(open_server(args.server), args.device)
+    print(f"forgot device {args.device}: key destroyed, {deleted} stored messages deleted, "
+          "certificate revoked")
+    return 0
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -80,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
                                 "(sha256-checked) into third_party/lib")
     add("check", cmd_check, "compile device code with mpy-cross and type-check it against "
                             "its port's modules")
-    sp = add("sim", cmd_sim, "run a simulated device on the MicroPython unix port")
+    sp = add("sim", cmd_sim, "run a broker, the ingest and a simulated device end to end")
     sp.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
                     help="directory for all simulator state (default: sim-state/)")
@@ -90,6 +131,30 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-seconds", type=int, default=5,
                     help="seconds of vitals per sealed message (device default 60; 5 here "
                          "so a short run shows messages)")
+    default_server = paths.ROOT / "sim-state" / "server"
+    sp = add("broker-config", cmd_broker_config, "write a TLS-only Mosquitto configuration, its "
+                                                 "ACL and CRL, and the same rules as an AWS IoT "
+                                                 "Core policy")
+    sp.add_argument("--server", type=Path, default=default_server,
+                    help="server directory holding the fleet CA (created if missing)")
+    sp.add_argument("--out", type=Path, required=True, help="directory to write into")
+    sp.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
+    sp.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    sp = add("ingest", cmd_ingest, "store sealed messages from the broker (shared subscription)")
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--host", default="localhost", help="broker host name (its certificate's)")
+    sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
+    sp.add_argument("--client-id", default="ingest-1",
+                    help="this process's client id: one per ingest process")
+    sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--device", required=True, help="device pseudonym")
+    sp.add_argument("--format", choices=("csv", "fhir"), default="csv")
+    sp.add_argument("--out", type=Path, help="file to write (0600); default standard output")
+    sp = add("forget", cmd_forget, "crypto-shred a device: destroy its key, delete its records, "
+                                   "revoke its certificate (audited)")
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--device", required=True, help="device pseudonym")
     sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote")
     sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")

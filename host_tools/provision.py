@@ -47,8 +47,10 @@ class Device:
 
 def sim_env(fs: Path, state: Path, **extra: str) -> dict[str, str]:
     """Environment of a simulated device running the build in `fs` on state `state`."""
-    return dict(os.environ, MICROPYPATH=f"{fs / 'lib'}{os.pathsep}.frozen",
-                WEARSAFE_SIM_DIR=str(state), **extra)
+    env = dict(os.environ, MICROPYPATH=f"{fs / 'lib'}{os.pathsep}.frozen",
+               WEARSAFE_SIM_DIR=str(state))
+    env.update(extra)
+    return env
 
 
 def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str, object]) -> None:

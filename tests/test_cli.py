@@ -27,14 +27,48 @@ def test_a_bad_board_is_a_clear_error_not_a_traceback(capsys: pytest.CaptureFixt
     assert "Traceback" not in err
 
 
-def test_sim_runs_a_provisioned_device_that_seals_what_it_would_publish(tmp_path):
+def test_sim_runs_broker_ingest_and_a_device_end_to_end(tmp_path):
     out = subprocess.run([venv_tool("wearsafe"), "sim", "--duration", "7", "--batch-seconds",
                           "2", "--state", str(tmp_path)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "device-1 | " in out.stdout and " info boot wearsafe " in out.stdout
-    assert out.stdout.count(" sealed to devices/") >= 2, out.stdout
+    assert " info link-up " in out.stdout, out.stdout
+    summary = dict(f.split("=") for f in out.stdout.strip().splitlines()[-1].split())
+    assert int(summary["produced"]) >= 2 and summary["produced"] == summary["stored"], out.stdout
+    assert summary["lost"] == summary["duplicates"] == "0"
     device = tmp_path / "device-1"
     assert device.stat().st_mode & 0o777 == 0o700
-    assert (device / "device.json").stat().st_mode & 0o777 == 0o600
-    assert json.loads((device / "device.json").read_text())["key"] not in out.stdout
+    assert (device / "certs" / "device.key.der").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "server" / "kek").stat().st_mode & 0o777 == 0o600
+    device_id = (device / "device-id").read_text().strip()
+    exported = subprocess.run([venv_tool("wearsafe"), "export", "--server",
+                               str(tmp_path / "server"), "--device", device_id],
+                              capture_output=True, text=True, check=True).stdout
+    assert exported.startswith("time,quantity,value,unit") and "beat/min" in exported
+    assert "beat/min" not in out.stdout  # readings appear only in the authorised export
+
+
+def test_server_commands_give_clear_errors(tmp_path):
+    for argv, message in (
+        (["export", "--server", str(tmp_path), "--device", "x"], "not a wearsafe server"),
+        (["forget", "--server", str(tmp_path), "--device", "x"], "not a wearsafe server"),
+    ):
+        out = subprocess.run([venv_tool("wearsafe"), *argv], capture_output=True, text=True)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_broker_config_writes_a_tls_only_configuration(tmp_path):
+    out = tmp_path / "broker"
+    subprocess.run([venv_tool("wearsafe"), "broker-config", "--server", str(tmp_path / "srv"),
+                    "--out", str(out), "--port", "8883"], check=True, capture_output=True)
+    conf = (out / "mosquitto.conf").read_text()
+    assert "\nlistener 8883 0.0.0.0\n" in conf and conf.count("\nlistener ") == 1
+    assert "require_certificate true" in conf and "use_identity_as_username true" in conf
+    assert "password_file" not in conf and "allow_anonymous false" in conf
+    assert (out / "localhost.key").stat().st_mode & 0o777 == 0o600
+    assert out.stat().st_mode & 0o777 == 0o700
+    policy = json.loads((out / "aws-iot-policy.json").read_text())
+    actions = {s["Action"] for s in policy["Statement"]}
+    assert actions == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}

@@ -3,9 +3,14 @@ with TLS and client certificates, and the ingest storing what arrives."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import cbor2
 
 from host_tools.ingest import export, readings
+from host_tools.paths import THIRD_PARTY_LIB, micropython
 
 
 def test_a_device_publishes_and_the_ingest_stores_and_opens_each_batch(fleet):
@@ -34,3 +39,40 @@ def test_the_device_log_holds_no_reading_and_no_key(fleet):
         assert "beat" not in line and "Cel" not in line
         assert key.key.hex() not in line
     assert "sealed" in done.stdout and "outbox" in done.stdout
+
+
+def newer_umqtt(lib: Path) -> Path:
+    """umqtt.simple as frozen in the stock ESP32 firmware (1.4+), from the pinned 1.3.4.
+
+    The newer API differs where TLS starts: the constructor takes an SSLContext as
+    `ssl` and no `ssl_params`, and connect() calls ssl.wrap_socket(sock,
+    server_hostname=server) instead of importing ussl. Those lines are rewritten
+    here; the test fails if the pinned source no longer has them.
+    """
+    source = (THIRD_PARTY_LIB / "umqtt" / "simple.py").read_text()
+    rewrites = {
+        "ssl=False, ssl_params={}):": "ssl=None):",
+        "        self.ssl_params = ssl_params\n": "",
+        "            import ussl\n            self.sock = ussl.wrap_socket(self.sock, "
+        "**self.ssl_params)":
+        "            self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.server)",
+    }
+    for old, new in rewrites.items():
+        assert source.count(old) == 1, f"umqtt.simple 1.3.4 changed: {old!r}"
+        source = source.replace(old, new)
+    (lib / "umqtt").mkdir(parents=True)
+    (lib / "umqtt" / "simple.py").write_text(source)
+    return lib
+
+
+def test_the_newer_umqtt_simple_of_the_esp32_firmware_works_too(fleet, tmp_path):
+    lib = newer_umqtt(tmp_path / "newer-lib")
+    device = fleet.add_device(batch_seconds=2)
+    path = f"{lib}{os.pathsep}{fleet.fs / 'lib'}{os.pathsep}.frozen"
+    done = fleet.run_app(device, seconds=4, MICROPYPATH=path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert fleet.wait_stored(2) == 2, fleet.ingest_log.read_text()
+    check = subprocess.run([micropython(), "-c", "import umqtt.simple as u; print(u.__file__)"],
+                           env=dict(os.environ, MICROPYPATH=path), capture_output=True,
+                           text=True, check=True)
+    assert check.stdout.strip() == str(lib / "umqtt" / "simple.py")
