@@ -75,6 +75,9 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         "persistence true",
         f"persistence_location {out}/",
         "autosave_interval 10",
+        # Mosquitto drops QoS 1 messages past 1000 queued for a slow or absent
+        # subscriber, after the device has had its PUBACK: queue far more.
+        "max_queued_messages 100000",
         "log_dest stderr",
         "log_type error",
         "log_type warning",
