@@ -19,11 +19,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from host_tools.paths import ToolError
 from host_tools.pki import FleetCA
+from host_tools.service import Service
 
 INGEST_ID = "ingest"
 SHARE_GROUP = "ingest"
@@ -129,7 +129,7 @@ def write_aws_policy(out: Path) -> Path:
     return path
 
 
-class Broker:
+class Broker(Service):
     """A Mosquitto of ours on a free loopback port; stopped on exit."""
 
     def __init__(self, workdir: Path, ca: FleetCA, port: int | None = None) -> None:
@@ -161,20 +161,3 @@ class Broker:
                     self.stop()
                     raise ToolError(f"mosquitto did not listen on port {self.port}") from None
                 time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

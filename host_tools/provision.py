@@ -59,6 +59,7 @@ def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str
     (certs / "ca.der").write_bytes(der(server.ca.cert_path))
     (certs / "device.der").write_bytes(der(cert_path))
     write_private(certs / "device.key.der", der(key_path))
+    key_path.unlink()  # a device's private key lives on the device only
     (state / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
 
 

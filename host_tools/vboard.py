@@ -8,18 +8,17 @@ is a directory of ours, laid out like an ESP32's (lib/ on sys.path).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from host_tools.paths import ToolError, micropython
+from host_tools.service import Service
 from host_tools.target import vectors_dir
 
 
-class VirtualBoard:
+class VirtualBoard(Service):
     def __init__(self, workdir: Path, heapsize: str = "96K") -> None:
         self.root = workdir / "fs"
         self.port = str(workdir / "tty")
@@ -48,20 +47,3 @@ class VirtualBoard:
                 raise ToolError(f"virtual board did not start: {err.strip()}")
             time.sleep(0.02)
         return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -32,9 +32,9 @@ def target_dir(tmp_path: Path) -> Path:
 def device_env(state: Path) -> dict[str, str]:
     """Environment of a simulated device whose state lives in `state`."""
     from host_tools.build import BUILD
+    from host_tools.provision import sim_env
 
-    lib = BUILD / "sim" / "fs" / "lib"
-    return dict(os.environ, MICROPYPATH=f"{lib}:.frozen", WEARSAFE_SIM_DIR=str(state))
+    return sim_env(BUILD / "sim" / "fs", state)
 
 
 def run_device(code: str, state: Path, heap: str = "96K") -> str:

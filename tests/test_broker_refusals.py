@@ -12,19 +12,38 @@ import ssl
 import time
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from host_tools.pki import FleetCA
+from host_tools.pki import FleetCA, write_private
 
 
-def _connect(fleet, identity: str, client_id: str | None = None, ca: FleetCA | None = None):
-    """(client, CONNACK reason or the exception) for a TLS client proving `identity`."""
-    pki = (ca or fleet.server.ca).directory
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or identity,
+def _as_device(device) -> tuple[str, str]:
+    """The device's own certificate and key, from its bundle, as PEM files for paho."""
+    certs = device.state / "certs"
+    cert = x509.load_der_x509_certificate((certs / "device.der").read_bytes())
+    key = serialization.load_der_private_key((certs / "device.key.der").read_bytes(), None)
+    cert_path, key_path = certs / "device.pem", certs / "device.key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def _connect(fleet, identity, ca: FleetCA | None = None):
+    """(client, CONNACK reason or the exception) for a TLS client proving `identity`:
+    a provisioned device, a name the CA (default the fleet's) issued to, or "" (none)."""
+    if isinstance(identity, str):
+        pki = (ca or fleet.server.ca).directory
+        files = (str(pki / f"{identity}.crt"), str(pki / f"{identity}.key")) if identity \
+            else (None, None)
+    else:
+        files, identity = _as_device(identity), identity.device_id
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity or "anonymous",
                          protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(fleet.server.ca.cert_path),
-                   certfile=str(pki / f"{identity}.crt") if identity else None,
-                   keyfile=str(pki / f"{identity}.key") if identity else None,
-                   cert_reqs=ssl.CERT_REQUIRED)
+    client.tls_set(ca_certs=str(fleet.server.ca.cert_path), certfile=files[0],
+                   keyfile=files[1], cert_reqs=ssl.CERT_REQUIRED)
     result: list[object] = []
     client.on_connect = lambda c, u, f, rc, p: result.append(rc)
     client.on_disconnect = lambda *a: result.append(ConnectionError("closed by the broker"))
@@ -43,7 +62,7 @@ def _connect(fleet, identity: str, client_id: str | None = None, ca: FleetCA | N
     return client, result[0]
 
 
-def _refused(fleet, identity: str, **kw) -> None:
+def _refused(fleet, identity, **kw) -> None:
     client, outcome = _connect(fleet, identity, **kw)
     client.loop_stop()
     assert not client.is_connected(), f"{identity or 'no certificate'} was let in: {outcome}"
@@ -96,7 +115,7 @@ def test_a_revoked_certificate_is_refused(fleet):
 def test_a_device_cannot_publish_to_another_devices_topic(fleet):
     victim = fleet.add_device()
     attacker = fleet.add_device()
-    client, outcome = _connect(fleet, attacker.device_id)
+    client, outcome = _connect(fleet, attacker)
     assert client.is_connected(), outcome
     sealed = _sealed_by(fleet, attacker, 2)[0]
     info = client.publish(f"devices/{victim.device_id}/up", sealed, qos=1)
@@ -112,7 +131,7 @@ def test_a_device_cannot_publish_to_another_devices_topic(fleet):
 
 def test_a_device_subscribing_to_every_device_receives_nothing(fleet):
     device = fleet.add_device()
-    spy, outcome = _connect(fleet, fleet.add_device().device_id)
+    spy, outcome = _connect(fleet, fleet.add_device())
     assert spy.is_connected(), outcome
     got: list[bytes] = []
     spy.on_message = lambda c, u, m: got.append(m.payload)
@@ -137,7 +156,7 @@ def _sealed_by(fleet, device, count: int) -> list[bytes]:
 def test_a_replayed_message_is_not_stored_twice(fleet):
     device = fleet.add_device()
     sealed = _sealed_by(fleet, device, 2)
-    client, outcome = _connect(fleet, device.device_id)  # even with the device's own identity
+    client, outcome = _connect(fleet, device)  # even with the device's own identity
     assert client.is_connected(), outcome
     client.publish(f"devices/{device.device_id}/up", sealed[0], qos=1).wait_for_publish(5)
     time.sleep(1)

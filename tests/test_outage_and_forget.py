@@ -76,7 +76,8 @@ def test_forget_shreds_the_device_and_its_certificate(fleet):
                                                f"devices/{device.device_id}/up")
     for path in fleet.server.directory.rglob("*.db*"):
         assert wrapped not in path.read_bytes(), path  # overwritten, not just unlinked
-    # The broker refuses its certificate now.
+    # The broker refuses its certificate now (it rereads the CRL on SIGHUP, in its own time).
+    time.sleep(2)
     done = fleet.run_app(device, seconds=2)
     assert "link-up" not in done.stdout and "link-down" in done.stdout, done.stdout
     audit = (fleet.server.directory / "audit.log").read_text()

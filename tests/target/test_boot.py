@@ -1,7 +1,7 @@
 # The application package and the board seam load and work on the target.
 import board
 import wearsafe
-from wearsafe import app
+from wearsafe import link
 
 
 def test_version_is_semver():
@@ -17,8 +17,15 @@ def test_board_clock_advances():
     assert board.ticks_diff(board.ticks_ms(), t0) >= 20
 
 
-def test_topic_is_the_device_pseudonym_and_nothing_else():
-    assert app.topic("a1b2c3d4") == "devices/a1b2c3d4/up"
+def test_topics_hold_the_device_pseudonym_and_nothing_else():
+    assert link.up_topic("a1b2c3d4") == "devices/a1b2c3d4/up"
+    assert link.status_topic("a1b2c3d4") == "devices/a1b2c3d4/status"
+
+
+def test_the_app_loads():
+    from wearsafe import app
+
+    assert app.Uplink and app.run
 
 
 def test_umqtt_simple_is_on_the_device_path():

@@ -1,0 +1,36 @@
+"""A background process of ours (a broker, a virtual board), stopped on exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from types import TracebackType
+from typing import Self
+
+
+class Service:
+    """Subclasses start `self.process` in its own session in start() and return self."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the process group: SIGTERM, then SIGKILL after 5 s."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
