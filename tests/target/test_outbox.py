@@ -126,3 +126,20 @@ def test_peek_and_remove_keep_the_heap_flat():
     _drain(box)
     gc.collect()
     assert gc.mem_alloc() - before < 512
+
+
+def test_the_next_message_reports_what_the_outbox_dropped():
+    from wearsafe import cbor, senml
+    from wearsafe.batch import Batch
+    from wearsafe.sensing import Vitals
+
+    box = _fresh(segment_bytes=40, segments=2)
+    for i in range(5):
+        box.append(b"abcd")
+    batch = Batch("d1", seconds=1)
+    batch.clear(1767225600)
+    assert batch.add(Vitals())
+    batch.note_dropped(box.take_dropped())
+    records = senml.resolve(cbor.decode(batch.pack()))
+    dropped = [r for r in records if r["n"] == "d1/outbox-dropped"]
+    assert dropped and dropped[0]["v"] == 2 and dropped[0]["u"] == "count", records
