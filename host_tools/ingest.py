@@ -15,6 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
+import signal
 import sqlite3
 import ssl
 import sys
@@ -208,10 +211,6 @@ def forget(server: Server, device_id: str) -> int:
 
 def reload_broker(server: Server) -> None:
     """Give a running broker of this server the new CRL (it rereads it on SIGHUP)."""
-    import os
-    import shutil
-    import signal
-
     broker = server.broker_dir
     if not (broker / "mosquitto.conf").exists():
         return

@@ -102,10 +102,11 @@ class Fleet:
     def run_app(self, device, seconds: int, speed: str = "0", heap: str = "192K",  # type: ignore[no-untyped-def]
                 timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         """The firmware's app on the sim board for `seconds` of simulated time."""
+        from host_tools.paths import micropython
         from host_tools.provision import sim_env
 
         return subprocess.run(
-            [micropython_path(), "-X", f"heapsize={heap}", "-c",
+            [micropython(), "-X", f"heapsize={heap}", "-c",
              f"import wearsafe.app; wearsafe.app.run({seconds})"],
             cwd=self.fs, env=sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env),
             capture_output=True, text=True, timeout=timeout, check=False)
@@ -117,12 +118,6 @@ class Fleet:
         while self.ingest.stored < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.ingest.stored
-
-
-def micropython_path() -> str:
-    from host_tools.paths import micropython
-
-    return micropython()
 
 
 @pytest.fixture
