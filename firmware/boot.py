@@ -1,5 +1,9 @@
-# Runs first at every boot. Keep it tiny: a failure here leaves a board
-# without its REPL-friendly main loop. The board seam and the app start in main.py.
+# Runs first at every boot. Keep it tiny: the boot selector (factory code,
+# never replaced by an update) picks the application slot before any of the
+# application is imported; main.py then starts it.
 import gc
 
+import bootsel
+
+bootsel.boot()
 gc.collect()

@@ -73,3 +73,34 @@ def i2c():
 
         _bus = I2C(0, scl=Pin(_SCL), sda=Pin(_SDA), freq=_I2C_HZ)
     return _bus
+
+
+# -- OTA: the ESP-IDF bootloader selects and rolls back app partitions
+
+def boot():
+    """Nothing to do: the ESP-IDF bootloader already chose (or rolled back) the partition."""
+
+
+def reset():
+    import machine
+
+    machine.reset()
+
+
+def next_firmware_slot():
+    import esp32
+
+    return esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+
+
+def running_firmware_slot():
+    import esp32
+
+    return esp32.Partition(esp32.Partition.RUNNING).info()[4]
+
+
+def confirm_firmware():
+    """Cancel the rollback of the running partition (harmless when already valid)."""
+    import esp32
+
+    esp32.Partition.mark_app_valid_cancel_rollback()

@@ -87,3 +87,39 @@ def nvs(namespace):
     from simhw.nvs import FileNVS
 
     return FileNVS(state_dir() + "/nvs-" + namespace + ".bin")
+
+
+# -- OTA: file-backed partitions and the bootloader's rules (simhw/partition.py)
+
+RESET_EXIT = 75  # the process ends with this code to reset; the host starts it again
+
+
+def boot():
+    """The bootloader's step at power-on: trial or rollback of a selected partition."""
+    from simhw import partition
+
+    partition.otadata(state_dir()).boot()
+
+
+def reset():
+    import sys
+
+    sys.exit(RESET_EXIT)
+
+
+def next_firmware_slot():
+    from simhw import partition
+
+    return partition.next_update(state_dir())
+
+
+def running_firmware_slot():
+    from simhw import partition
+
+    return partition.running(state_dir())
+
+
+def confirm_firmware():
+    from simhw import partition
+
+    partition.otadata(state_dir()).confirm()

@@ -1,0 +1,1 @@
+# Over-the-air updates: signed MCUboot images, slots, confirmation and rollback.

@@ -1,0 +1,327 @@
+# Installing a verified image. The payload streams into a place the running
+# device never boots from (the inactive firmware partition, or a staging
+# file for an application bundle) while the verifier hashes it; only when
+# every check has passed does anything change what boots next:
+#   firmware  the partition is selected (esp32.Partition.set_boot)
+#   app       the bundle is unpacked into the inactive app slot, then the
+#             boot record selects it (one rename)
+# The stored security counter is raised only when the new image confirms.
+import json
+import os
+
+from micropython import const
+
+import bootsel
+from wearsafe.ota import image
+
+APP_CAPACITY = const(512 * 1024)  # largest application bundle
+_BLOCK = const(4096)  # esp32.Partition block size
+COUNTER_NAMESPACE = "ota"
+
+
+class UpdateError(Exception):
+    pass
+
+
+def load_trust(path):
+    """The update trust anchors the device was provisioned with."""
+    from binascii import unhexlify
+
+    try:
+        with open(path) as f:
+            given = json.load(f)
+        trust = {"class": given["class"], "class_id": unhexlify(given["class_id"]),
+                 "keys": [unhexlify(k) for k in given["keys"]]}
+    except OSError:
+        raise UpdateError("no %s: provision the device bundle (update trust anchors)" % path)
+    except (ValueError, KeyError, TypeError):
+        raise UpdateError("%s is not a valid update trust file" % path)
+    if len(trust["class_id"]) != 16 or not trust["keys"] or \
+            any(len(k) != 44 for k in trust["keys"]):
+        raise UpdateError("%s: class_id must be 16 bytes and keys Ed25519 public keys" % path)
+    return trust
+
+
+class Counters:
+    """Anti-rollback security counters in NVS, one per payload kind (as MCUboot
+    keeps one per image); each only ever goes up."""
+
+    def __init__(self, nvs):
+        self._nvs = nvs
+
+    def value(self, kind):
+        try:
+            return self._nvs.get_i32("sc_" + image.KINDS[kind])
+        except OSError:
+            return 0
+
+    def raise_to(self, kind, n):
+        if n > self.value(kind):
+            self._nvs.set_i32("sc_" + image.KINDS[kind], n)
+            self._nvs.commit()
+
+
+class _PartitionSink:
+    """Payload bytes into an esp32.Partition, a block at a time."""
+
+    def __init__(self, partition):
+        self.partition = partition
+        self._block = bytearray(_BLOCK)
+        self._fill = 0
+        self._index = 0
+
+    def write(self, data):
+        while data:
+            n = min(len(data), _BLOCK - self._fill)
+            self._block[self._fill:self._fill + n] = data[:n]
+            self._fill += n
+            data = data[n:]
+            if self._fill == _BLOCK:
+                self._flush()
+
+    def _flush(self):
+        for i in range(self._fill, _BLOCK):
+            self._block[i] = 0xFF  # erased flash
+        self.partition.writeblocks(self._index, self._block)
+        self._index += 1
+        self._fill = 0
+
+    def close(self):
+        if self._fill:
+            self._flush()
+
+
+class _FileSink:
+    def __init__(self, path):
+        self.path = path
+        self._f = open(path, "wb")
+
+    def write(self, data):
+        self._f.write(data)
+
+    def close(self):
+        self._f.close()
+
+
+def _join(*parts):
+    return bootsel._path(*parts)
+
+
+def remove_tree(path):
+    try:
+        entries = list(os.ilistdir(path))
+    except OSError:
+        return
+    for entry in entries:
+        child = _join(path, entry[0])
+        if entry[1] == 0x4000:
+            remove_tree(child)
+        else:
+            os.remove(child)
+    os.rmdir(path)
+
+
+def _safe_name(name):
+    if not name or name.startswith("/") or len(name) > 200:
+        return False
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return False
+    for c in name:
+        if not (c.isalpha() or c.isdigit() or c in "._-/"):
+            return False
+    return True
+
+
+def unpack_ustar(archive, into):
+    """Regular files and directories of a ustar archive into `into`; names checked."""
+    header = bytearray(512)
+    block = bytearray(512)
+    with open(archive, "rb") as f:
+        while f.readinto(header) == 512 and any(header):
+            name = bytes(header[:100]).split(b"\0")[0].decode()
+            prefix = bytes(header[345:500]).split(b"\0")[0].decode()
+            if prefix:
+                name = prefix + "/" + name
+            name = name.rstrip("/")
+            size = int(bytes(header[124:136]).split(b"\0")[0].strip() or b"0", 8)
+            kind = header[156]
+            if not _safe_name(name):
+                raise UpdateError("app bundle: refused file name %r" % name)
+            path = _join(into, name)
+            if kind == 0x35:  # '5' directory
+                _mkdirs(path)
+            elif kind in (0x30, 0):  # '0' regular file
+                with open(path, "wb") as out:
+                    left = size
+                    while left > 0:
+                        if f.readinto(block) != 512:
+                            raise UpdateError("app bundle: %s is cut short" % name)
+                        out.write(block if left >= 512 else memoryview(block)[:left])
+                        left -= 512
+            else:
+                raise UpdateError("app bundle: %s is not a file or directory" % name)
+
+
+def _mkdirs(path):
+    built = ""
+    for part in path.split("/"):
+        built = built + "/" + part if built or path.startswith("/") else part
+        try:
+            os.mkdir(built)
+        except OSError:
+            pass  # exists
+
+
+class Installer:
+    """Verify-and-stage, then commit: the device's one way to a new image."""
+
+    def __init__(self, board, trust, counters):
+        self.board = board
+        self.trust = trust
+        self.counters = counters
+        self.state = board.state_dir()
+        self.record = bootsel.BootRecord(_join(self.state, bootsel.RECORD))
+        rolled = self.record.data.get("rolled_back")
+        if rolled and not self.refused_before(rolled["digest"]):
+            self.note_refused(rolled["digest"])  # never install it again
+
+    def capacity(self, kind):
+        if kind == image.KIND_FIRMWARE:
+            part = self.board.next_firmware_slot()
+            return part.ioctl(4, 0) * part.ioctl(5, 0)
+        if kind == image.KIND_APP:
+            return APP_CAPACITY
+        raise image.UnknownKind("unknown payload kind %r" % kind)
+
+    def begin(self, kind, sink=None):
+        """A Verifier whose payload goes to the staging place for `kind` (or `sink`)."""
+        capacity = self.capacity(kind)
+        if sink is not None:
+            pass
+        elif kind == image.KIND_FIRMWARE:
+            sink = _PartitionSink(self.board.next_firmware_slot())
+        else:
+            _mkdirs(_join(self.state, "apps"))
+            sink = _FileSink(_join(self.state, "apps", "staging.tar"))
+        verifier = image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind)
+        verifier.sink = sink
+        return verifier
+
+    def abort(self, verifier):
+        """After a refusal: close the staging place; nothing boots from it."""
+        verifier.sink.close()
+
+    def commit(self, verifier, digest=None):
+        """Finish the checks; when they all pass, select the image for the next boot."""
+        verifier.sink.close()
+        img = verifier.finish()
+        if digest is not None and img.digest != digest:
+            raise image.DigestMismatch("the image is not the one announced")
+        info = {"kind": image.KINDS[img.kind], "version": img.version,
+                "counter": img.counter, "digest": img.digest.hex()}
+        if img.kind == image.KIND_APP:
+            staging = verifier.sink.path
+            slot = self.record.inactive(bootsel.APP_SLOTS)
+            target = _join(self.state, "apps", slot)
+            remove_tree(target)
+            _mkdirs(target)
+            unpack_ustar(staging, target)
+            os.remove(staging)
+            self.record.set_boot(slot, info)
+        else:
+            info["slot"] = verifier.sink.partition.info()[4]
+            self.record.data["firmware_trial"] = info  # first: a cut before set_boot is safe
+            self.record.save()
+            verifier.sink.partition.set_boot()
+        return img
+
+    def confirm(self):
+        """The running image reached the broker: keep it. [(event, info), ...] to report."""
+        events = []
+        rolled = self.record.take("rolled_back")
+        if rolled:
+            events.append(("rolled-back", rolled))
+        info = self.record.confirm()
+        if info:
+            events.append(("installed", info))
+        self.board.confirm_firmware()  # whatever firmware runs has now reached the broker
+        fw = self.record.take("firmware_trial")
+        if fw:
+            running = self.board.running_firmware_slot() == fw["slot"]
+            events.append(("installed" if running else "rolled-back", fw))
+        for event, info in events:
+            if event == "installed":
+                kind = image.KIND_APP if info["kind"] == "app" else image.KIND_FIRMWARE
+                self.counters.raise_to(kind, info["counter"])
+            elif not self.refused_before(info["digest"]):
+                self.note_refused(info["digest"])
+        return events
+
+    def refused_before(self, digest_hex):
+        return digest_hex in self.record.data.get("refused", ())
+
+    def note_refused(self, digest_hex):
+        refused = self.record.data.get("refused", [])[-3:]
+        refused.append(digest_hex)
+        self.record.data["refused"] = refused
+        self.record.save()
+
+
+
+class NullSink:
+    """Checking only: the payload goes nowhere."""
+
+    def write(self, data):
+        pass
+
+    def close(self):
+        pass
+
+
+def feed_file(verifier, path, chunk=4096):
+    buf = bytearray(chunk)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return
+            verifier.feed(memoryview(buf)[:n])
+
+
+def peek_kind(path):
+    """The payload kind an image file declares (unverified: it only picks the slot)."""
+    import struct
+
+    with open(path, "rb") as f:
+        header = f.read(image.HEADER_LEN)
+        if len(header) < image.HEADER_LEN:
+            raise image.Truncated("%s is shorter than an MCUboot header" % path)
+        magic, _, hdr_size, prot_size, img_size = struct.unpack_from("<IIHHI", header, 0)
+        if magic != image.IMAGE_MAGIC:
+            raise image.BadMagic("%s is not an MCUboot image" % path)
+        if prot_size > image.MAX_TLV_AREA:
+            raise image.BadHeader("protected TLV area of %d bytes" % prot_size)
+        f.seek(hdr_size + img_size)
+        area = f.read(prot_size)
+    found = image.parse_tlvs(area, image.PROT_MAGIC, image.PROTECTED, "protected")
+    return found[image.TLV_KIND][0]
+
+
+def run_file(installer, path, kind=None, check_only=False):
+    """Verify an image file and, unless check_only, install it; the Image or ImageError."""
+    if kind is None:
+        kind = peek_kind(path)
+    verifier = installer.begin(kind, NullSink() if check_only else None)
+    try:
+        feed_file(verifier, path)
+    except Exception:
+        installer.abort(verifier)
+        raise
+    if check_only:
+        return verifier.finish()
+    try:
+        return installer.commit(verifier)
+    except Exception:
+        installer.abort(verifier)
+        raise
