@@ -135,6 +135,15 @@ def _safe_name(name):
 
 def unpack_ustar(archive, into):
     """Regular files and directories of a ustar archive into `into`; names checked."""
+    try:
+        _unpack(archive, into)
+    except (ValueError, UnicodeError):
+        raise UpdateError("app bundle: not a ustar archive")
+    except OSError as e:
+        raise UpdateError("app bundle: cannot unpack into %s: %s" % (into, e))
+
+
+def _unpack(archive, into):
     header = bytearray(512)
     block = bytearray(512)
     with open(archive, "rb") as f:
@@ -152,6 +161,8 @@ def unpack_ustar(archive, into):
             if kind == 0x35:  # '5' directory
                 _mkdirs(path)
             elif kind in (0x30, 0):  # '0' regular file
+                if "/" in name:
+                    _mkdirs(path[:path.rindex("/")])
                 with open(path, "wb") as out:
                     left = size
                     while left > 0:
