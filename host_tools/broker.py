@@ -26,6 +26,7 @@ from host_tools.pki import FleetCA
 from host_tools.service import Service
 
 INGEST_ID = "ingest"
+RELEASE_ID = "release"  # publishes signed update images
 SHARE_GROUP = "ingest"
 UP_TOPIC = "devices/{}/up"
 INGEST_SUBSCRIPTION = f"$share/{SHARE_GROUP}/devices/+/up"
@@ -35,11 +36,15 @@ ACL = f"""\
 # Every device (a pattern applies to all users; %u is the user name):
 pattern write devices/%u/up
 pattern write devices/%u/status
-topic read updates/#
+pattern read updates/#
 
 # The ingest reads every device's readings (through $share/{SHARE_GROUP}/).
 user {INGEST_ID}
 topic read devices/+/up
+
+# Release engineering publishes signed images and their announcements.
+user {RELEASE_ID}
+topic readwrite updates/#
 """
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from host_tools.paths import BUILD, ToolError, check_board, venv_tool
 from host_tools.pki import write_private
+from host_tools.server import Server
 
 VENDOR = "wearsafe"
 KIND_TLV = "0xa0"
@@ -49,6 +50,14 @@ def keygen(path: Path) -> Path:
     _imgtool("keygen", "-t", "ed25519", "-k", str(tmp))
     write_private(path, tmp.read_bytes())
     tmp.unlink()
+    return path
+
+
+def signing_key_for(server: Server, path: Path) -> Path:
+    """The image-signing key at `path` (made on first use), trusted by `server`'s devices."""
+    if not path.exists():
+        keygen(path)
+    server.trust_update_key(public_spki(path))
     return path
 
 

@@ -23,6 +23,7 @@ NONCE_LEN = 13
 TAG_LEN = 16
 SENML_BN, SENML_BT, SENML_BU, SENML_BV, SENML_N, SENML_U, SENML_V, SENML_T = \
     -2, -3, -4, -5, 0, 1, 2, 6
+SENML_VS = 3  # string value
 
 
 class PayloadError(Exception):
@@ -68,7 +69,7 @@ def resolve_senml(records: Any) -> list[dict[str, Any]]:
         value = record.get(SENML_V)
         resolved.append({"n": base_name + record.get(SENML_N, ""),
                          "u": record.get(SENML_U, base_unit),
-                         "v": None if value is None else base_value + value,
+                         "v": record.get(SENML_VS) if value is None else base_value + value,
                          "t": base_time + record.get(SENML_T, 0)})
     return resolved
 

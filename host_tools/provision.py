@@ -10,6 +10,7 @@ filesystem state:
     certs/ca.der                 the fleet CA, pinned
     certs/device.der             the client certificate
     certs/device.key.der         its private key (0600)
+    certs/update-trust.json      the board class and the update-signing keys it trusts
 
 The payload key goes into the device's NVS, never into a bundle file: on
 the sim board by running the keystore's own provision() on the unix port.
@@ -24,6 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.images import TRUST_FILE, trust_document
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import DeviceKey
 from host_tools.pki import der, write_private
@@ -53,7 +55,8 @@ def sim_env(fs: Path, state: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str, object]) -> None:
+def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str, object],
+                 board: str = "sim") -> None:
     certs = private_dir(state / "certs")
     key_path, cert_path = server.ca.issue(device_id)
     (certs / "ca.der").write_bytes(der(server.ca.cert_path))
@@ -61,6 +64,8 @@ def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str
     write_private(certs / "device.key.der", der(key_path))
     key_path.unlink()  # a device's private key lives on the device only
     (state / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+    if server.update_keys():
+        (state / TRUST_FILE).write_text(trust_document(board, server.update_keys()))
 
 
 def provision_sim_device(server: Server, fs: Path, state: Path, broker_port: int,

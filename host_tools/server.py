@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from host_tools.broker import INGEST_ID
+from host_tools.broker import INGEST_ID, RELEASE_ID
 from host_tools.paths import ToolError
 from host_tools.payloads import DeviceKey
 from host_tools.pki import FleetCA, write_private
@@ -79,11 +79,22 @@ class Server:
     def init(self) -> Server:
         private_dir(self.directory)
         ca = self.ca  # created on first use
-        if not (ca.directory / f"{INGEST_ID}.crt").exists():
-            ca.issue(INGEST_ID)
+        for identity in (INGEST_ID, RELEASE_ID):
+            if not (ca.directory / f"{identity}.crt").exists():
+                ca.issue(identity)
         if not (self.directory / "kek").exists() and not os.environ.get("WEARSAFE_KEK"):
             write_private(self.directory / "kek", secrets.token_bytes(32))
         return self
+
+    # -- update-signing keys the devices trust (public halves, SPKI DER) -------
+
+    def trust_update_key(self, spki: bytes) -> None:
+        d = self.directory / "update-keys"
+        d.mkdir(exist_ok=True)
+        (d / f"{hashlib.sha256(spki).hexdigest()[:16]}.der").write_bytes(spki)
+
+    def update_keys(self) -> list[bytes]:
+        return [p.read_bytes() for p in sorted((self.directory / "update-keys").glob("*.der"))]
 
     # -- the key vault -------------------------------------------------------
 

@@ -27,7 +27,7 @@ from host_tools.server import Server
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
 # modules are frozen into flash instead (board/esp32_devkitc/manifest.py).
-SIM_HEAP = "192K"
+SIM_HEAP = "256K"
 
 
 def device_in(server: Server, fs: Path, state: Path, port: int, batch_seconds: int) -> Device:

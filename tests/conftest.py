@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from host_tools.paths import ROOT
+from host_tools.sim import SIM_HEAP
 
 WSTEST = ROOT / "tests" / "target" / "wstest.py"
 
@@ -64,7 +65,10 @@ class Fleet:
 
         self.root = root
         self.fs = fs
+        from host_tools.images import signing_key_for
+
         self.server = Server(root / "server").init()
+        self.signing_key = signing_key_for(self.server, root / "signing" / "update-key.pem")
         self.broker = Broker(self.server.broker_dir, self.server.ca)
         self.ingest_log = root / "ingest.log"
         self._devices = 0
@@ -99,7 +103,7 @@ class Fleet:
         return provision_sim_device(self.server, self.fs, self.root / f"device-{self._devices}",
                                     self.broker.port, batch_seconds)
 
-    def run_app(self, device, seconds: int, speed: str = "0", heap: str = "192K",  # type: ignore[no-untyped-def]
+    def run_app(self, device, seconds: int, speed: str = "0", heap: str = SIM_HEAP,  # type: ignore[no-untyped-def]
                 timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         """The firmware's app on the sim board for `seconds` of simulated time."""
         from host_tools.paths import micropython
@@ -107,7 +111,7 @@ class Fleet:
 
         return subprocess.run(
             [micropython(), "-X", f"heapsize={heap}", "-c",
-             f"import wearsafe.app; wearsafe.app.run({seconds})"],
+             f"import boot, wearsafe.app; wearsafe.app.run({seconds})"],
             cwd=self.fs, env=sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env),
             capture_output=True, text=True, timeout=timeout, check=False)
 

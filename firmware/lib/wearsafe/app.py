@@ -6,7 +6,7 @@
 import gc
 
 import board
-from wearsafe import VERSION, keystore, log, sensing, settings
+from wearsafe import VERSION, keystore, log, senml, sensing, settings
 from wearsafe.batch import Batch
 from wearsafe.link import Link, LinkError, up_topic
 from wearsafe.outbox import Outbox
@@ -48,6 +48,54 @@ class Uplink:
             self.delivered += 1
 
 
+class Updates:
+    """Signed updates: fetched while the outbox is empty, confirmed once a message
+    has reached the broker, reported in sealed status messages."""
+
+    def __init__(self, state, link, timeout_s):
+        from wearsafe.ota import install, updater
+
+        trust = install.load_trust(state + "/certs/update-trust.json")
+        self.installer = install.Installer(board, trust, install.Counters(board.nvs("ota")))
+        running = {updater.image.KIND_APP: VERSION, updater.image.KIND_FIRMWARE:
+                   self.installer.record.data.get("firmware_version", "0.0.0")}
+        self.updater = updater.Updater(link, self.installer, board, running)
+        self.on_trial = self.installer.record.on_trial
+        self.seconds_left = timeout_s
+        self.confirmed = False
+
+    def service(self, uplink):
+        """One second's update work; the status lines to send, if any."""
+        if uplink.link.connected:
+            uplink.link.poll()
+            if not len(uplink.outbox):
+                self.updater.service()
+        reports = self.updater.reports
+        self.updater.reports = []
+        if uplink.delivered and not self.confirmed:
+            self.confirmed = True
+            reports += self.installer.confirm()
+        elif self.on_trial and not self.confirmed:
+            self.seconds_left -= 1
+            if self.seconds_left <= 0:
+                log.error("update-unconfirmed", "no message reached the broker: resetting, "
+                                                "the previous image comes back")
+                board.reset()
+        return [("update", "%s %s %s" % (event, info["version"],
+                                          info.get("reason", info.get("kind"))))
+                for event, info in reports]
+
+
+def start_updates(state, link, timeout_s):
+    from wearsafe.ota.install import UpdateError
+
+    try:
+        return Updates(state, link, timeout_s)
+    except UpdateError as e:
+        log.warn("updates-off", e)
+        return None
+
+
 def start(state, config, store):
     device_id = store.device_id()
     topic = up_topic(device_id)
@@ -65,9 +113,17 @@ def run(seconds=None):
         log.error("unprovisioned", "no device key: provision the device; nothing is sent")
         return
     sealer, uplink = start(state, config, store)
+    updates = start_updates(state, uplink.link, config["confirm_timeout_s"])
     hub = sensing.SensorHub(board.i2c(), board.I2C_NAME, board.sleep_ms)
     batch = Batch(store.device_id(), config["batch_seconds"])
     batch.clear(board.epoch_s())
+
+    def status(fields):
+        message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
+        uplink.outbox.append(message)
+        log.info("sealed", len(message), "bytes", "status", "outbox", len(uplink.outbox))
+
+    status([("version", VERSION)])
     for vitals in sensing.run(hub, board, seconds):
         if batch.add(vitals):
             batch.note_dropped(uplink.outbox.take_dropped())
@@ -77,6 +133,10 @@ def run(seconds=None):
                      "outbox", len(uplink.outbox), "heap", gc.mem_alloc())
             batch.clear(board.epoch_s())
         uplink.service()
+        if updates:
+            reports = updates.service(uplink)
+            if reports:
+                status([("version", VERSION)] + reports)
     uplink.link.close()
 
 

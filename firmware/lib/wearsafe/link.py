@@ -10,6 +10,7 @@
 # Reconnects back off exponentially, with jitter, up to a cap.
 import random
 import ssl
+import struct
 import sys
 
 from micropython import const
@@ -122,6 +123,8 @@ class Link:
         self._cert_dir = cert_dir
         self._board = board
         self._client = None
+        self._listening = {}  # topic -> callback(topic, message), subscribed at each connect
+        self._fetching = None  # (topic, [message]) while fetch() waits
         self._last_io = 0
         self._retry_at = 0
         self._backoff_ms = 0
@@ -158,8 +161,11 @@ class Link:
             client.ssl_params = {"server_hostname": self._host}
             sys.modules["ussl"] = tls  # type: ignore[assignment]  # a module in all but type
         client.set_last_will(status_topic(self._device_id), OFFLINE, retain=True, qos=1)
+        client.set_callback(self._deliver)
         try:
             client.connect()
+            for topic in self._listening:
+                client.subscribe(topic, 0)
         except MQTTException as e:
             code = e.args[0] if e.args else 0
             raise LinkError("link: broker refused the connection: %s"
@@ -219,6 +225,63 @@ class Link:
             self.drop(e)
             raise LinkError("link: no PUBACK within %d s: %s" % (self._timeout_s, e))
         self._last_io = self._board.ticks_ms()
+
+    def listen(self, topic, callback):
+        """Messages on `topic` go to callback(topic, message), from every connect on."""
+        self._listening[topic] = callback
+
+    def _deliver(self, topic, message):
+        topic = topic.decode()
+        if self._fetching and topic == self._fetching[0]:
+            self._fetching[1].append(message)
+        elif topic in self._listening:
+            self._listening[topic](topic, message)
+
+    def poll(self, most=4):
+        """Take in up to `most` messages the broker has sent, without waiting."""
+        if not self._client:
+            return
+        try:
+            for _ in range(most):
+                if self._client.check_msg() is None:
+                    return
+        except (OSError, IndexError, AssertionError, MQTTException) as e:
+            self.drop(e)
+
+    def fetch(self, topic):
+        """The retained message on `topic`: subscribe, take it, unsubscribe. LinkError if none."""
+        if not self._client:
+            raise LinkError("link: not connected")
+        client = self._client
+        self._fetching = (topic, [])
+        try:
+            client.subscribe(topic, 0)
+            while not self._fetching[1]:
+                op = client.wait_msg()  # the socket's timeout bounds the wait
+                if op is not None:
+                    raise OSError("unexpected packet 0x%02x while fetching" % op)
+            self._unsubscribe(client, topic)
+        except (OSError, IndexError, AssertionError, MQTTException) as e:
+            self.drop(e)
+            raise LinkError("link: fetching %s failed: %s" % (topic, e))
+        finally:
+            message = self._fetching[1]
+            self._fetching = None
+        self._last_io = self._board.ticks_ms()
+        return message[0]
+
+    def _unsubscribe(self, client, topic):
+        # umqtt.simple 1.3 has no unsubscribe: UNSUBSCRIBE (MQTT 3.1.1 section 3.10)
+        client.pid = (client.pid % 0xFFFF) + 1
+        t = topic.encode()
+        if len(t) > 120:
+            raise OSError("topic too long to unsubscribe from")
+        client.sock.write(struct.pack("!BBHH", 0xA2, 4 + len(t), client.pid, len(t)))
+        client.sock.write(t)
+        while client.wait_msg() != 0xB0:
+            pass
+        if client.sock.read(3)[1:] != struct.pack("!H", client.pid):
+            raise OSError("UNSUBACK for another packet")
 
     def keepalive(self):
         """Ping when idle for half the keepalive, and read the PINGRESP."""

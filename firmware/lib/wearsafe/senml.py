@@ -15,6 +15,7 @@ BV = const(-5)
 N = const(0)
 U = const(1)
 V = const(2)
+VS = const(3)
 T = const(6)
 
 # quantity name -> SenML unit (RFC 8428 section 12.1)
@@ -67,6 +68,19 @@ def encode_pack(device, base_time, series):
     return bytes(out)
 
 
+def encode_status(device, base_time, fields):
+    """fields: [(name, text), ...] -> a SenML-CBOR pack of string values (vs)."""
+    out = bytearray()
+    cbor.head(out, 4, len(fields))
+    for i, (name, text) in enumerate(fields):
+        record = {N: name, VS: text}
+        if i == 0:
+            record[BN] = device + "/"
+            record[BT] = base_time
+        cbor.encode_into(out, record)
+    return bytes(out)
+
+
 def resolve(records):
     """Resolved records (RFC 8428 section 4.6): [{"n", "u", "v", "t"}, ...]."""
     base_name, base_time, base_unit, base_value = "", 0, None, 0
@@ -81,7 +95,7 @@ def resolve(records):
         resolved.append({
             "n": base_name + record.get(N, ""),
             "u": record.get(U, base_unit),
-            "v": base_value + record[V] if V in record else None,
+            "v": base_value + record[V] if V in record else record.get(VS),
             "t": base_time + record.get(T, 0),
         })
     return resolved

@@ -11,9 +11,11 @@ DEFAULTS = {
     "keepalive_s": 60,
     "ack_timeout_s": 10,  # PUBACK, handshake, any read or write
     "outbox_segments": 16,  # outbox: segments of 4 KiB on flash
+    "confirm_timeout_s": 300,  # an update that has not reached the broker by then rolls back
 }
 _RANGES: dict = {"batch_seconds": (1, 3600), "broker_port": (1, 65535), "keepalive_s": (5, 3600),
-           "ack_timeout_s": (1, 120), "outbox_segments": (2, 256)}
+           "ack_timeout_s": (1, 120), "outbox_segments": (2, 256),
+           "confirm_timeout_s": (30, 3600)}
 
 
 class SettingsError(ValueError):

@@ -22,8 +22,6 @@ import struct
 
 from micropython import const
 
-from wearsafe.crypto import ed25519
-
 IMAGE_MAGIC = const(0x96F3B83D)
 PROT_MAGIC = const(0x6908)
 TLV_MAGIC = const(0x6907)
@@ -267,6 +265,8 @@ class Verifier:
         if tlvs[TLV_SHA256] != digest:
             raise DigestMismatch("SHA-256 of header, payload and protected TLVs does not match")
         key = self._key(tlvs[TLV_KEYHASH])
+        from wearsafe.crypto import ed25519  # loaded when an image is complete, not before
+
         if not ed25519.verify(key, digest, tlvs[TLV_ED25519]):
             raise BadSignature("the Ed25519 signature does not verify with the trusted key")
         if prot[TLV_CID] != self._trust["class_id"]:

@@ -265,6 +265,9 @@ class Installer:
             if event == "installed":
                 kind = image.KIND_APP if info["kind"] == "app" else image.KIND_FIRMWARE
                 self.counters.raise_to(kind, info["counter"])
+                if kind == image.KIND_FIRMWARE:
+                    self.record.data["firmware_version"] = info["version"]
+                    self.record.save()
             elif not self.refused_before(info["digest"]):
                 self.note_refused(info["digest"])
         return events
