@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +79,49 @@ def cmd_forget(args: argparse.Namespace) -> int:
     print(f"forgot device {args.device}: key destroyed, {deleted} stored messages deleted, "
           "certificate revoked")
     return 0
+
+
+def cmd_signing_key(args: argparse.Namespace) -> int:
+    from host_tools.images import public_spki, signing_key_for
+    from host_tools.server import Server
+
+    key = signing_key_for(Server(args.server).init(), args.key)
+    print(f"{key}: trusted by devices provisioned from {args.server} from now on "
+          f"(KEYHASH {hashlib.sha256(public_spki(key)).hexdigest()[:16]})")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from host_tools.images import app_bundle, sign
+
+    payload = args.payload
+    if payload is None:
+        if args.kind != "app":
+            raise paths.ToolError("give the firmware payload file (e.g. micropython.bin)")
+        payload = app_bundle(args.board, args.out.with_suffix(".tar"))
+    print(sign(payload, args.out, args.key, args.version, args.counter, args.board, args.kind))
+    return 0
+
+
+def cmd_publish_image(args: argparse.Namespace) -> int:
+    from host_tools.ingest import open_server
+    from host_tools.release import publish_image
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rpublishing {done * 100 // total:3d}% of {total} bytes", end="", flush=True)
+
+    announcement = publish_image(open_server(args.server), args.port, args.image, args.board,
+                                 args.host, progress)
+    print(f"\nannounced on updates/{args.board}/announce: {json.dumps(announcement)}")
+    return 0
+
+
+def cmd_verify_image(args: argparse.Namespace) -> int:
+    from host_tools.images import verify_on_device
+
+    accepted, verdict = verify_on_device(args.image, args.bundle)
+    print(verdict)
+    return 0 if accepted else 1
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -155,6 +200,32 @@ def parser() -> argparse.ArgumentParser:
                                    "revoke its certificate (audited)")
     sp.add_argument("--server", type=Path, default=default_server, help="server directory")
     sp.add_argument("--device", required=True, help="device pseudonym")
+    sp = add("signing-key", cmd_signing_key, "create an Ed25519 image-signing key (imgtool) and "
+                                             "make devices provisioned from now on trust it")
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--key", type=Path, required=True, help="private key file (PEM, 0600)")
+    sp = add("sign", cmd_sign, "sign a firmware or app bundle into an MCUboot image (imgtool)")
+    sp.add_argument("payload", type=Path, nargs="?",
+                    help="firmware .bin; for --kind app, default: a bundle of build/<board>")
+    sp.add_argument("--key", type=Path, required=True, help="Ed25519 signing key (PEM)")
+    sp.add_argument("--version", required=True, help="MAJOR.MINOR.REVISION[+BUILD]")
+    sp.add_argument("--counter", type=int, required=True,
+                    help="security counter: devices refuse images below the one they run")
+    sp.add_argument("--board", default="sim", help="board class the image is for")
+    sp.add_argument("--kind", choices=("app", "firmware"), default="app")
+    sp.add_argument("--out", type=Path, required=True, help="image file to write")
+    sp = add("publish-image", cmd_publish_image, "publish a signed image to a board class's "
+                                                 "update channel (retained, over TLS)")
+    sp.add_argument("image", type=Path)
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--board", default="sim", help="board class (update channel)")
+    sp.add_argument("--host", default="localhost", help="broker host name")
+    sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
+    sp = add("verify-image", cmd_verify_image, "run the device's own verifier on an image with "
+                                               "a device bundle's trust anchors and counters; "
+                                               "exit 0 only when the device would accept it")
+    sp.add_argument("image", type=Path)
+    sp.add_argument("--bundle", type=Path, required=True, help="device bundle directory")
     sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote")
     sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from host_tools.broker import Broker
 from host_tools.build import build
+from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
 from host_tools.paths import micropython
 from host_tools.provision import Device, provision_sim_device, sim_env
@@ -28,6 +29,7 @@ from host_tools.server import Server
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
 # modules are frozen into flash instead (board/esp32_devkitc/manifest.py).
 SIM_HEAP = "256K"
+RESET_EXIT = 75  # board/sim: the device asked for a reset
 
 
 def device_in(server: Server, fs: Path, state: Path, port: int, batch_seconds: int) -> Device:
@@ -70,11 +72,20 @@ def run(state_dir: Path, duration: float, scenario: str = "rest", batch_seconds:
                                   kwargs={"stop": stop, "ready": ready}, daemon=True)
         thread.start()
         ready.wait(10)
+        signing_key_for(server, state_dir / "signing" / "update-key.pem")
         device = device_in(server, fs, state_dir / "device-1", broker.port, batch_seconds)
         print(f"broker on localhost:{broker.port} (TLS, client certificates); ingest on "
               f"{server.directory}", flush=True)
         print(f"device-1: pseudonym {device.device_id}, scenario {scenario}", flush=True)
-        log, crashed = _follow(start_device(fs, device, scenario), duration)
+        log, crashed = "", False
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:  # a reset starts the device again, as power-on
+            part, code = _follow(start_device(fs, device, scenario), deadline)
+            log += part
+            if code != RESET_EXIT:
+                crashed = code is not None
+                break
+            print("device-1 | (reset)", flush=True)
         produced = len(re.findall(r" info sealed ", log))
         deadline = time.monotonic() + 5
         while ingest.stored < produced and time.monotonic() < deadline:
@@ -87,11 +98,10 @@ def run(state_dir: Path, duration: float, scenario: str = "rest", batch_seconds:
     return 1 if crashed else 0
 
 
-def _follow(process: subprocess.Popen[str], duration: float) -> tuple[str, bool]:
-    """Print the device's log for `duration` seconds; (the log, whether it crashed)."""
+def _follow(process: subprocess.Popen[str], deadline: float) -> tuple[str, int | None]:
+    """Print the device's log until `deadline`; (the log, its exit code if it ended by itself)."""
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + duration
     os.set_blocking(process.stdout.fileno(), False)
     try:
         while time.monotonic() < deadline and process.poll() is None:
@@ -104,11 +114,11 @@ def _follow(process: subprocess.Popen[str], duration: float) -> tuple[str, bool]
     except KeyboardInterrupt:
         pass
     finally:
-        crashed = process.poll() is not None  # a device that ended by itself crashed
-        if not crashed:
+        code = process.poll()
+        if code is None:
             process.terminate()
             process.wait(timeout=5)
         rest = process.stdout.read() or ""
         lines.append(rest)
         sys.stdout.write("".join("device-1 | " + line for line in rest.splitlines(True)))
-    return "".join(lines), crashed
+    return "".join(lines), code

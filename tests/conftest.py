@@ -103,17 +103,23 @@ class Fleet:
         return provision_sim_device(self.server, self.fs, self.root / f"device-{self._devices}",
                                     self.broker.port, batch_seconds)
 
-    def run_app(self, device, seconds: int, speed: str = "0", heap: str = SIM_HEAP,  # type: ignore[no-untyped-def]
-                timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-        """The firmware's app on the sim board for `seconds` of simulated time."""
+    def app_command(self, device, seconds: int, speed: str = "0", heap: str = SIM_HEAP,  # type: ignore[no-untyped-def]
+                    **env: str) -> dict:  # type: ignore[type-arg]
+        """subprocess arguments: the device powers on (boot.py) and runs `seconds` of
+        simulated time."""
         from host_tools.paths import micropython
         from host_tools.provision import sim_env
 
-        return subprocess.run(
-            [micropython(), "-X", f"heapsize={heap}", "-c",
-             f"import boot, wearsafe.app; wearsafe.app.run({seconds})"],
-            cwd=self.fs, env=sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env),
-            capture_output=True, text=True, timeout=timeout, check=False)
+        return {"args": [micropython(), "-X", f"heapsize={heap}", "-c",
+                         f"import boot, wearsafe.app; wearsafe.app.run({seconds})"],
+                "cwd": self.fs, "text": True,
+                "env": sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env)}
+
+    def run_app(self, device, seconds: int, speed: str = "0", heap: str = SIM_HEAP,  # type: ignore[no-untyped-def]
+                timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        """The firmware's app on the sim board for `seconds` of simulated time."""
+        return subprocess.run(**self.app_command(device, seconds, speed, heap, **env),
+                              capture_output=True, timeout=timeout, check=False)
 
     def wait_stored(self, count: int, timeout: float = 20) -> int:
         import time

@@ -13,8 +13,8 @@ import pytest
 from host_tools.ingest import export, forget
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, PayloadOpener
-from host_tools.sim import SIM_HEAP
 from host_tools.provision import sim_env
+from host_tools.sim import SIM_HEAP
 
 SPEED = 2  # simulated seconds per real second
 
@@ -22,7 +22,8 @@ SPEED = 2  # simulated seconds per real second
 def test_a_60_second_broker_outage_loses_nothing_and_duplicates_nothing(fleet):
     device = fleet.add_device(batch_seconds=2)
     app = subprocess.Popen(
-        [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, wearsafe.app; wearsafe.app.run(170)"],
+        [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c",
+         "import boot, wearsafe.app; wearsafe.app.run(170)"],
         cwd=fleet.fs, env=sim_env(fleet.fs, device.state, WEARSAFE_SIM_SPEED=str(SPEED)),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -71,11 +71,23 @@ class BootRecord:
             self.data["state"] = PENDING
             self.save()
         elif state == PENDING:
-            self.data["rolled_back"] = self.data.pop("trial", None)
+            trial = self.data.pop("trial", None)
+            self.data["rolled_back"] = trial
+            self.count_rollback(trial)
             self.data["active"] = self.data["previous"]
             self.data["state"] = VALID
             self.save()
         return self.active
+
+    def count_rollback(self, info):
+        """Rollbacks of the last image rolled back: a power cut during a trial is not
+        the image's fault, so it may be tried again, a few times."""
+        digest = info and info.get("digest")
+        if digest:
+            self.data["rollbacks"] = {digest: self.rollbacks(digest) + 1}
+
+    def rollbacks(self, digest):
+        return self.data.get("rollbacks", {}).get(digest, 0)
 
     def set_boot(self, slot, info):
         """Run `slot` on trial at the next boot; `info` describes what it holds."""

@@ -16,7 +16,7 @@ from wearsafe.ota import image
 
 APP_CAPACITY = const(512 * 1024)  # largest application bundle
 _BLOCK = const(4096)  # esp32.Partition block size
-COUNTER_NAMESPACE = "ota"
+MAX_TRIALS = const(3)  # an image rolled back this many times is not installed again
 
 
 class UpdateError(Exception):
@@ -193,9 +193,6 @@ class Installer:
         self.counters = counters
         self.state = board.state_dir()
         self.record = bootsel.BootRecord(_join(self.state, bootsel.RECORD))
-        rolled = self.record.data.get("rolled_back")
-        if rolled and not self.refused_before(rolled["digest"]):
-            self.note_refused(rolled["digest"])  # never install it again
 
     def capacity(self, kind):
         if kind == image.KIND_FIRMWARE:
@@ -268,12 +265,15 @@ class Installer:
                 if kind == image.KIND_FIRMWARE:
                     self.record.data["firmware_version"] = info["version"]
                     self.record.save()
-            elif not self.refused_before(info["digest"]):
-                self.note_refused(info["digest"])
+            elif info["kind"] == "firmware":  # the ESP-IDF bootloader rolled it back
+                self.record.count_rollback(info)
+                self.record.save()
         return events
 
     def refused_before(self, digest_hex):
-        return digest_hex in self.record.data.get("refused", ())
+        """Refused by the verifier once, or rolled back MAX_TRIALS times: never again."""
+        return digest_hex in self.record.data.get("refused", ()) or \
+            self.record.rollbacks(digest_hex) >= MAX_TRIALS
 
     def note_refused(self, digest_hex):
         refused = self.record.data.get("refused", [])[-3:]

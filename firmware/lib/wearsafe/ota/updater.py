@@ -103,6 +103,7 @@ class Updater:
             self._refuse(offer, verifier, e)
 
     def _install(self, offer, verifier):
+        log.info("update-installing", image.KINDS[offer["kind"]], offer["version"])
         try:
             img = self.installer.commit(verifier, bytes.fromhex(offer["digest"]))
         except (image.ImageError, UpdateError) as e:
