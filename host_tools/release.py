@@ -24,7 +24,7 @@ CHUNK = 4096
 KIND_TLV = 0xA0
 
 
-def describe(path: Path) -> dict[str, object]:
+def describe(path: Path, chunk: int = CHUNK) -> dict[str, object]:
     """Version, kind, size and signed digest of an MCUboot image file."""
     data = path.read_bytes()
     digest = image_digest(path)  # imgtool checks the layout and the hash
@@ -41,13 +41,14 @@ def describe(path: Path) -> dict[str, object]:
     if kind not in names:
         raise ToolError(f"{path}: no payload kind TLV (sign it with `wearsafe sign`)")
     return {"version": f"{major}.{minor}.{rev}+{build}", "kind": names[kind],
-            "size": len(data), "chunk": CHUNK, "digest": digest.hex()}
+            "size": len(data), "chunk": chunk, "digest": digest.hex()}
 
 
 def publish_image(server: Server, port: int, path: Path, board: str,
-                  host: str = "localhost", progress=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+                  host: str = "localhost", progress=None,  # type: ignore[no-untyped-def]
+                  chunk: int = CHUNK) -> dict[str, object]:
     check_board(board)
-    announcement = describe(path)
+    announcement = describe(path, chunk)
     data = path.read_bytes()
     base = f"updates/{board}/"
     prefix = f"{base}{str(announcement['digest'])[:16]}/"
@@ -58,10 +59,10 @@ def publish_image(server: Server, port: int, path: Path, board: str,
         raise ToolError(f"cannot reach the broker at {host}:{port}: {e}") from e
     client.loop_start()
     try:
-        for n, at in enumerate(range(0, len(data), CHUNK)):
-            _sent(client.publish(prefix + str(n), data[at:at + CHUNK], qos=1, retain=True))
+        for n, at in enumerate(range(0, len(data), chunk)):
+            _sent(client.publish(prefix + str(n), data[at:at + chunk], qos=1, retain=True))
             if progress:
-                progress(min(at + CHUNK, len(data)), len(data))
+                progress(min(at + chunk, len(data)), len(data))
         _sent(client.publish(base + "announce", json.dumps(announcement), qos=1, retain=True))
     finally:
         client.disconnect()

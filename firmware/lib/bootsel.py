@@ -97,11 +97,12 @@ class BootRecord:
         self.save()
 
     def confirm(self):
-        """Keep the running slot; returns the trial info it was confirmed with, or None."""
+        """Keep the running slot; returns the trial info it was confirmed with, or None.
+        The info stays as "confirmed" until the caller has acted on it and take()s it."""
         if self.data["state"] != PENDING:
             return None
         info = self.data.pop("trial", None)
-        self.data["state"] = VALID
+        self.data.update(state=VALID, confirmed=info)
         self.save()
         return info
 

@@ -250,8 +250,8 @@ class Installer:
         rolled = self.record.take("rolled_back")
         if rolled:
             events.append(("rolled-back", rolled))
-        info = self.record.confirm()
-        if info:
+        info = self.record.confirm() or self.record.data.get("confirmed")
+        if info:  # also one confirmed before a power cut stopped the counter's raise
             events.append(("installed", info))
         self.board.confirm_firmware()  # whatever firmware runs has now reached the broker
         fw = self.record.take("firmware_trial")
@@ -268,6 +268,7 @@ class Installer:
             elif info["kind"] == "firmware":  # the ESP-IDF bootloader rolled it back
                 self.record.count_rollback(info)
                 self.record.save()
+        self.record.take("confirmed")  # the counters are up: done
         return events
 
     def refused_before(self, digest_hex):

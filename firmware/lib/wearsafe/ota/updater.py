@@ -39,8 +39,8 @@ def parse_announcement(message, capacity_of):
         raise ValueError("unknown kind")
     version_tuple(a["version"])
     size, chunk, digest = a["size"], a["chunk"], a["digest"]
-    if type(size) is not int or type(chunk) is not int or not 256 <= chunk <= 16384:
-        raise ValueError("size and chunk must be integers, chunk 256..16384")
+    if type(size) is not int or type(chunk) is not int or not 256 <= chunk <= 8192:
+        raise ValueError("size and chunk must be integers, chunk 256..8192")
     limit = capacity_of(kind) + image.MAX_HEADER + 2 * image.MAX_TLV_AREA
     if not 0 < size <= limit:
         raise ValueError("size %d is beyond the slot" % size)
