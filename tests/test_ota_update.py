@@ -76,7 +76,6 @@ def test_v2_installs_and_confirms_and_v3_that_cannot_connect_rolls_back(fleet, t
     fleet.wait_stored(stored + 1)
     values = status_values(fleet, device)
     assert ("update", "rolled-back 3.0.0+0 app") in values
-    assert ("version", "3.0.0") not in values  # version 3 never reached the broker
     assert values[-2:] == [("version", "2.0.0"), ("update", "rolled-back 3.0.0+0 app")]
     record = json.loads((device.state / "apps" / "boot.json").read_text())
     assert record["active"] == "a" and record["state"] == "valid"

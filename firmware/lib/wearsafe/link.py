@@ -265,7 +265,7 @@ class Link:
             self.drop(e)
             raise LinkError("link: fetching %s failed: %s" % (topic, e))
         finally:
-            message = self._fetching[1]
+            message: list = self._fetching[1]
             self._fetching = None
         self._last_io = self._board.ticks_ms()
         return message[0]

@@ -172,7 +172,7 @@ class Verifier:
 
     def __init__(self, trust, sink, capacity, min_counter, kind=None):
         self._trust = trust
-        self._sink = sink
+        self.sink = sink
         self._capacity = capacity
         self._min_counter = min_counter
         self._kind = kind
@@ -195,7 +195,7 @@ class Verifier:
             self._want -= n
             if self._stage == _PAYLOAD:
                 self._sha.update(part)
-                self._sink.write(part)
+                self.sink.write(part)
             elif self._stage == _HEADER_PAD:
                 self._sha.update(part)
             else:

@@ -205,16 +205,12 @@ class Installer:
     def begin(self, kind, sink=None):
         """A Verifier whose payload goes to the staging place for `kind` (or `sink`)."""
         capacity = self.capacity(kind)
-        if sink is not None:
-            pass
-        elif kind == image.KIND_FIRMWARE:
+        if sink is None and kind == image.KIND_FIRMWARE:
             sink = _PartitionSink(self.board.next_firmware_slot())
-        else:
+        elif sink is None:
             _mkdirs(_join(self.state, "apps"))
             sink = _FileSink(_join(self.state, "apps", "staging.tar"))
-        verifier = image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind)
-        verifier.sink = sink
-        return verifier
+        return image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind)
 
     def abort(self, verifier):
         """After a refusal: close the staging place; nothing boots from it."""

@@ -34,7 +34,7 @@ def parse_announcement(message, capacity_of):
     a = json.loads(message)
     if not isinstance(a, dict):
         raise ValueError("not a JSON object")
-    kind = _KINDS.get(a.get("kind"))
+    kind = _KINDS.get(str(a.get("kind")))
     if kind is None:
         raise ValueError("unknown kind")
     version_tuple(a["version"])
