@@ -54,6 +54,15 @@ def tls_client(server: Server, identity: str, client_id: str,
     return client
 
 
+def start_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
+    """Connect and start the network loop; ToolError when the broker cannot be reached."""
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise ToolError(f"{who}: cannot reach the broker at {host}:{port}: {e}") from e
+    client.loop_start()
+
+
 @dataclass
 class Ingest:
     server: Server
@@ -128,11 +137,7 @@ class Ingest:
         client.on_subscribe = on_subscribe
         client.on_message = lambda c, u, m: self.accept(m.topic, m.payload)
         client.reconnect_delay_set(1, 10)
-        try:
-            client.connect(host, port, keepalive=30)
-        except OSError as e:
-            raise ToolError(f"ingest: cannot reach the broker at {host}:{port}: {e}") from e
-        client.loop_start()
+        start_client(client, host, port, "ingest")
         try:
             while not (stop and stop.is_set()):
                 time.sleep(0.1)

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 
 from host_tools.broker import RELEASE_ID
 from host_tools.images import KINDS, image_digest
-from host_tools.ingest import tls_client
+from host_tools.ingest import start_client, tls_client
 from host_tools.paths import ToolError, check_board
 from host_tools.server import Server
 
@@ -53,11 +53,7 @@ def publish_image(server: Server, port: int, path: Path, board: str,
     base = f"updates/{board}/"
     prefix = f"{base}{str(announcement['digest'])[:16]}/"
     client = tls_client(server, RELEASE_ID, "release-1")
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as e:
-        raise ToolError(f"cannot reach the broker at {host}:{port}: {e}") from e
-    client.loop_start()
+    start_client(client, host, port, "publish-image")
     try:
         for n, at in enumerate(range(0, len(data), chunk)):
             _sent(client.publish(prefix + str(n), data[at:at + chunk], qos=1, retain=True))
