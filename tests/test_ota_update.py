@@ -10,8 +10,9 @@ from host_tools import images, release
 from host_tools.build import compile_module
 from host_tools.ingest import readings
 from host_tools.paths import FIRMWARE
+from host_tools.sim import RESET_EXIT
 
-RESET = 75  # the sim board's reset: the process ends, the host starts it again
+RESET = RESET_EXIT  # the sim board's reset: the process ends, the host starts it again
 
 
 def app_image(fleet, tmp: Path, version: str, counter: int,  # type: ignore[no-untyped-def]

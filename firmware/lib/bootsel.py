@@ -23,7 +23,7 @@ APP_SLOTS = ("a", "b")
 RECORD = "apps/boot.json"
 
 
-def _path(*parts):
+def join(*parts):
     return "/".join(p.rstrip("/") for p in parts if p) or "/"
 
 
@@ -121,10 +121,10 @@ def boot():
     board.boot()
     state = board.state_dir()
     try:
-        os.mkdir(_path(state, "apps"))
+        os.mkdir(join(state, "apps"))
     except OSError:
         pass  # exists
-    slot = BootRecord(_path(state, RECORD)).boot()
+    slot = BootRecord(join(state, RECORD)).boot()
     if slot != FACTORY:
-        sys.path.insert(0, _path(state, "apps", slot))
+        sys.path.insert(0, join(state, "apps", slot))
     return slot

@@ -40,6 +40,7 @@ TLV_KIND = const(0xA0)  # wearsafe's own: what the payload is
 KIND_FIRMWARE = const(1)  # a MicroPython firmware for the inactive OTA partition
 KIND_APP = const(2)  # the application's files (a ustar archive)
 KINDS = {KIND_FIRMWARE: "firmware", KIND_APP: "app"}
+KIND_BY_NAME = {"firmware": KIND_FIRMWARE, "app": KIND_APP}
 
 # type: (required length, required); anything else in an area is refused
 PROTECTED = {TLV_SEC_CNT: (4, True), TLV_CID: (16, True), TLV_VID: (16, False),

@@ -103,17 +103,13 @@ class _FileSink:
         self._f.close()
 
 
-def _join(*parts):
-    return bootsel._path(*parts)
-
-
 def remove_tree(path):
     try:
         entries = list(os.ilistdir(path))
     except OSError:
         return
     for entry in entries:
-        child = _join(path, entry[0])
+        child = bootsel.join(path, entry[0])
         if entry[1] == 0x4000:
             remove_tree(child)
         else:
@@ -157,7 +153,7 @@ def _unpack(archive, into):
             kind = header[156]
             if not _safe_name(name):
                 raise UpdateError("app bundle: refused file name %r" % name)
-            path = _join(into, name)
+            path = bootsel.join(into, name)
             if kind == 0x35:  # '5' directory
                 _mkdirs(path)
             elif kind in (0x30, 0):  # '0' regular file
@@ -192,7 +188,7 @@ class Installer:
         self.trust = trust
         self.counters = counters
         self.state = board.state_dir()
-        self.record = bootsel.BootRecord(_join(self.state, bootsel.RECORD))
+        self.record = bootsel.BootRecord(bootsel.join(self.state, bootsel.RECORD))
 
     def capacity(self, kind):
         if kind == image.KIND_FIRMWARE:
@@ -208,8 +204,8 @@ class Installer:
         if sink is None and kind == image.KIND_FIRMWARE:
             sink = _PartitionSink(self.board.next_firmware_slot())
         elif sink is None:
-            _mkdirs(_join(self.state, "apps"))
-            sink = _FileSink(_join(self.state, "apps", "staging.tar"))
+            _mkdirs(bootsel.join(self.state, "apps"))
+            sink = _FileSink(bootsel.join(self.state, "apps", "staging.tar"))
         return image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind)
 
     def abort(self, verifier):
@@ -227,7 +223,7 @@ class Installer:
         if img.kind == image.KIND_APP:
             staging = verifier.sink.path
             slot = self.record.inactive(bootsel.APP_SLOTS)
-            target = _join(self.state, "apps", slot)
+            target = bootsel.join(self.state, "apps", slot)
             remove_tree(target)
             _mkdirs(target)
             unpack_ustar(staging, target)
@@ -256,7 +252,7 @@ class Installer:
             events.append(("installed" if running else "rolled-back", fw))
         for event, info in events:
             if event == "installed":
-                kind = image.KIND_APP if info["kind"] == "app" else image.KIND_FIRMWARE
+                kind = image.KIND_BY_NAME[info["kind"]]
                 self.counters.raise_to(kind, info["counter"])
                 if kind == image.KIND_FIRMWARE:
                     self.record.data["firmware_version"] = info["version"]
@@ -277,7 +273,6 @@ class Installer:
         refused.append(digest_hex)
         self.record.data["refused"] = refused
         self.record.save()
-
 
 
 class NullSink:

@@ -17,7 +17,6 @@ from wearsafe.ota import image
 from wearsafe.ota.install import UpdateError
 
 CHUNKS_PER_SERVICE = const(8)
-_KINDS = {"firmware": image.KIND_FIRMWARE, "app": image.KIND_APP}
 
 
 def version_tuple(text):
@@ -34,7 +33,7 @@ def parse_announcement(message, capacity_of):
     a = json.loads(message)
     if not isinstance(a, dict):
         raise ValueError("not a JSON object")
-    kind = _KINDS.get(str(a.get("kind")))
+    kind = image.KIND_BY_NAME.get(str(a.get("kind")))
     if kind is None:
         raise ValueError("unknown kind")
     version_tuple(a["version"])
