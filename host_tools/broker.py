@@ -6,7 +6,7 @@ is the MQTT user name, and the ACL gives each device exactly:
     write  devices/<its id>/up       sealed readings
     write  devices/<its id>/status   its last will ("offline")
     read   updates/#                 signed update announcements (OTA)
-and the ingest identity reads devices/+/up through a shared subscription.
+and the ingest identity reads devices/+/up.
 Revoked certificates are in the CRL; the broker rereads it on SIGHUP.
 """
 
@@ -29,7 +29,11 @@ INGEST_ID = "ingest"
 RELEASE_ID = "release"  # publishes signed update images
 SHARE_GROUP = "ingest"
 UP_TOPIC = "devices/{}/up"
-INGEST_SUBSCRIPTION = f"$share/{SHARE_GROUP}/devices/+/up"
+# A plain persistent subscription: Mosquitto 2.0 does not restore shared
+# subscriptions ($share/...) from its persistence file, so what devices publish
+# after a broker restart and before the ingest is back would be dropped.
+INGEST_SUBSCRIPTION = "devices/+/up"
+SHARED_INGEST_SUBSCRIPTION = f"$share/{SHARE_GROUP}/devices/+/up"
 
 ACL = f"""\
 # wearsafe broker ACL: the user name is the client certificate's CN.
@@ -38,7 +42,7 @@ pattern write devices/%u/up
 pattern write devices/%u/status
 pattern read updates/#
 
-# The ingest reads every device's readings (through $share/{SHARE_GROUP}/).
+# The ingest reads every device's readings (also through $share/{SHARE_GROUP}/).
 user {INGEST_ID}
 topic read devices/+/up
 

@@ -36,9 +36,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from host_tools.sim import run
+    from host_tools.sim import Faults, run
 
-    return run(args.state, args.duration, args.scenario, args.batch_seconds)
+    faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
+    return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
+               faults, args.live)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -55,7 +57,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from host_tools.ingest import Ingest, open_server
 
     print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
-    Ingest(open_server(args.server)).run(args.port, args.host, args.client_id)
+    Ingest(open_server(args.server)).run(args.port, args.host, args.client_id,
+                                         shared=args.shared)
     return 0
 
 
@@ -166,13 +169,27 @@ def parser() -> argparse.ArgumentParser:
                                 "(sha256-checked) into third_party/lib")
     add("check", cmd_check, "compile device code with mpy-cross and type-check it against "
                             "its port's modules")
-    sp = add("sim", cmd_sim, "run a broker, the ingest and a simulated device end to end")
-    sp.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    sp = add("sim", cmd_sim, "run a broker, the ingest and a fleet of simulated devices end "
+                             "to end, with a live view; a summary at the end")
+    sp.add_argument("--devices", type=int, default=5, help="how many devices (default 5)")
+    sp.add_argument("--duration", type=float,
+                    help="seconds to run (default: until Ctrl-C)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
                     help="directory for all simulator state (default: sim-state/)")
-    sp.add_argument("--scenario", default="rest",
-                    help="what the wearer does: rest, walk, run, fever, desaturation, "
-                         "off-wrist, chip-missing, or a scenario .json file (default: rest)")
+    sp.add_argument("--scenario",
+                    help="what every wearer does: rest, walk, run, fever, desaturation, "
+                         "off-wrist, chip-missing, or a scenario .json file (default: a mix)")
+    sp.add_argument("--outage", type=float, metavar="SECONDS",
+                    help="fault: the broker goes down this long in the middle of the run")
+    sp.add_argument("--radio-off", action="append", default=[], metavar="DEVICE",
+                    help="fault: this device (number, device-N or pseudonym) loses its radio "
+                         "in the middle of the run (30 s, or as long as --outage); repeatable")
+    sp.add_argument("--power-cut", action="append", default=[], metavar="DEVICE",
+                    help="fault: this device loses power (kill -9) in the middle of the run "
+                         "and comes back 2 s later; repeatable")
+    sp.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                    help="the live table (default on a terminal; it shows readings, so it "
+                         "is never written to a pipe or file unless asked)")
     sp.add_argument("--batch-seconds", type=int, default=5,
                     help="seconds of vitals per sealed message (device default 60; 5 here "
                          "so a short run shows messages)")
@@ -185,12 +202,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, required=True, help="directory to write into")
     sp.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
     sp.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    sp = add("ingest", cmd_ingest, "store sealed messages from the broker (shared subscription)")
+    sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
     sp.add_argument("--server", type=Path, default=default_server, help="server directory")
     sp.add_argument("--host", default="localhost", help="broker host name (its certificate's)")
     sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
     sp.add_argument("--client-id", default="ingest-1",
                     help="this process's client id: one per ingest process")
+    sp.add_argument("--shared", action="store_true",
+                    help="split the load with other ingest processes ($share/ingest/...); "
+                         "Mosquitto 2.0 drops what arrives right after a broker restart then")
     sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
     sp.add_argument("--server", type=Path, default=default_server, help="server directory")
     sp.add_argument("--device", required=True, help="device pseudonym")

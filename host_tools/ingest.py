@@ -1,9 +1,14 @@
 """The ingest: takes sealed messages off the broker and stores them, once each.
 
-It connects with its own client certificate and reads devices/+/up through
-the shared subscription $share/ingest/..., so several ingest processes split
-the load. Each message must open under the key registered for the device
-its topic names (AAD binds device and topic); what is stored is the sealed
+It connects with its own client certificate and reads devices/+/up in a
+persistent session, so what arrives while it is away waits for it, broker
+restarts included. Several ingest processes may split the load through the
+shared subscription $share/ingest/... (`shared`), at a cost: Mosquitto 2.0
+forgets shared subscriptions when it restarts, so messages published before
+the ingest processes reconnect are dropped.
+
+Each message must open under the key registered for the device its topic
+names (AAD binds device and topic); what is stored is the sealed
 message itself, keyed by (key id, partial IV): a redelivery or a replay of a
 stored message is counted, never stored twice. The PUBACK goes out only
 after the message is committed. Logs name the device pseudonym, sizes and
@@ -23,6 +28,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
-from host_tools.broker import INGEST_ID, INGEST_SUBSCRIPTION
+from host_tools.broker import INGEST_ID, INGEST_SUBSCRIPTION, SHARED_INGEST_SUBSCRIPTION
 from host_tools.paths import ToolError
 from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.server import Server
@@ -70,7 +76,7 @@ class Ingest:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    on_stored: Callable[[str, int, bytes], None] | None = None  # (device id, piv, message)
     _keys: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,6 +117,8 @@ class Ingest:
         self.stored += 1
         print(f"ingest: stored device={device_id} piv={piv} bytes={len(message)}",
               file=self.log, flush=True)
+        if self.on_stored:
+            self.on_stored(device_id, piv, message)
         return "stored"
 
     def _reject(self, who: str, why: str) -> str:
@@ -119,7 +127,8 @@ class Ingest:
         return "rejected: " + why
 
     def run(self, port: int, host: str = "localhost", client_id: str = "ingest-1",
-            stop: threading.Event | None = None, ready: threading.Event | None = None) -> None:
+            stop: threading.Event | None = None, ready: threading.Event | None = None,
+            shared: bool = False) -> None:
         # A persistent session: what arrives while this process is away waits for it.
         client = tls_client(self.server, INGEST_ID, client_id, clean_session=False)
 
@@ -127,7 +136,7 @@ class Ingest:
             if rc != 0:
                 print(f"ingest: broker refused: {rc}", file=self.log, flush=True)
                 return
-            c.subscribe(INGEST_SUBSCRIPTION, qos=1)
+            c.subscribe(SHARED_INGEST_SUBSCRIPTION if shared else INGEST_SUBSCRIPTION, qos=1)
 
         def on_subscribe(*args: Any) -> None:
             if ready:

@@ -1,124 +1,493 @@
-"""Simulated devices end to end: a real Mosquitto with TLS, the ingest, and the
-firmware build for board/sim on the MicroPython unix port.
+"""Simulated wearables end to end: a real Mosquitto with TLS, the ingest on
+SQLite, and N devices, each running the firmware build for board/sim on the
+MicroPython unix port with its own scenario.
 
-All state lives under one directory: server/ (CA, broker, key vault, message
-store, audit log; see host_tools.server) and device-1/ (the device's bundle,
-NVS and outbox, 0700). The device keeps its identity from run to run.
+All state lives under one directory:
+
+    server/            CA, broker, key vault, message store, audit log (host_tools.server)
+    signing/           the update-signing key the devices trust (host_tools.images)
+    device-N/          device N's bundle, NVS, flash and outbox (0700); kept between runs
+    logs/device-N.log  what device N printed: sizes, counts and states, never a reading
+    ingest.log
+    summary.json       the last run's delivery figures (`wearsafe report` shows them)
+
+Delivery is judged by partial IV: every message a device sealed before the
+end of the run must be stored once (lost = sealed and never stored), and no
+reading may be stored twice (duplicates = readings of one device at one time
+stored more than once, counted from the opened messages, not from the
+store's own uniqueness). Latency runs from the device's "sealed" log line to
+the ingest's commit, both on the host's clock.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
-import re
+import resource
+import signal
 import subprocess
-import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from host_tools.broker import Broker
 from host_tools.build import build
 from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
-from host_tools.paths import micropython
+from host_tools.paths import ToolError, micropython
+from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.provision import Device, provision_sim_device, sim_env
-from host_tools.server import Server
+from host_tools.server import Server, private_dir
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
 # modules are frozen into flash instead (board/esp32_devkitc/manifest.py).
 SIM_HEAP = "256K"
 RESET_EXIT = 75  # board/sim: the device asked for a reset
+# Scenarios handed out in turn when no single one is asked for.
+MIX = ("rest", "walk", "fever", "run", "desaturation", "rest", "walk", "off-wrist", "rest",
+       "chip-missing")
+VITALS = ("heart-rate", "spo2", "body-temp", "steps")
+POWER_OFF_S = 2.0  # a power cut keeps the device off this long
+DRAIN_S = 90.0  # after the run: time for what was sealed to arrive (backoff caps at 60 s)
+DEFAULT_FAULT_S = 30.0
 
 
-def device_in(server: Server, fs: Path, state: Path, port: int, batch_seconds: int) -> Device:
-    """The simulated device in `state`, provisioned on first use."""
-    known = state / "device-id"
-    if known.exists():
-        _set_port(state, port)
-        return Device(known.read_text().strip(), state)
-    device = provision_sim_device(server, fs, state, port, batch_seconds)
-    known.write_text(device.device_id + "\n")
-    return device
+@dataclass
+class Faults:
+    """What to break, and when: one window in the middle of the run."""
+
+    outage_s: float = 0.0  # the broker is down this long
+    radio_off: list[str] = field(default_factory=list)  # these devices lose their radio
+    power_cut: list[str] = field(default_factory=list)  # these lose power at the start
+
+    def window(self, duration: float | None) -> tuple[float, float]:
+        """(start, end) in seconds from the start of the run."""
+        length = self.outage_s or DEFAULT_FAULT_S
+        start = max(5.0, (duration - length) / 2) if duration else DEFAULT_FAULT_S
+        return start, start + length
+
+    def any(self) -> bool:
+        return bool(self.outage_s or self.radio_off or self.power_cut)
 
 
-def _set_port(state: Path, port: int) -> None:
-    """The broker of this run listens on a new free port: tell the device."""
-    settings_path = state / "settings.json"
-    settings = json.loads(settings_path.read_text())
-    settings["broker_port"] = port
-    settings_path.write_text(json.dumps(settings, indent=1) + "\n")
+@dataclass
+class SimDevice:
+    """One simulated wearable, as the host sees it: its log, its messages."""
+
+    index: int
+    device: Device
+    scenario: str
+    log_path: Path
+    opener: PayloadOpener
+    process: subprocess.Popen[bytes] | None = None
+    version: str = "-"
+    link: str = "starting"
+    vitals: dict[str, float] = field(default_factory=dict)
+    last_seen: float | None = None  # host time of the last message stored
+    sealed_at: dict[int, float] = field(default_factory=dict)  # piv -> host time
+    stored_at: dict[int, float] = field(default_factory=dict)
+    readings: set[tuple[str, float]] = field(default_factory=set)
+    duplicates: int = 0
+    restarts: int = 0
+    power_cuts: int = 0
+    powered_off_until: float | None = None
+    radio_off: bool = False
+    exit_code: int | None = None  # set when it ended by itself, not by a reset
+    cpu_s: float = 0.0  # of processes already ended
+    _cpu_now: float = 0.0
+    _reader: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return f"device-{self.index}"
+
+    @property
+    def pending(self) -> int:
+        """Sealed in this run and not stored yet: the outbox, as the host sees it."""
+        return sum(1 for piv in self.sealed_at if piv not in self.stored_at)
+
+    def start(self, fs: Path) -> None:
+        env = sim_env(fs, self.device.state, WEARSAFE_SCENARIO=self.scenario,
+                      WEARSAFE_SIM_SPEED="1", WEARSAFE_SIM_SEED=str(self.index))
+        # cwd: the device's filesystem root, as on a board; boot.py, then main.py.
+        self.process = subprocess.Popen(
+            [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, main"],
+            cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        self.link = "starting"
+        self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        with open(self.log_path, "a") as log:
+            for raw in process.stdout:
+                line = raw.decode(errors="replace")
+                log.write(line)
+                self._note(line.split())
+
+    def _note(self, words: list[str]) -> None:
+        """Follow the device's state from its log line: '<ms> <level> <event> ...'."""
+        if len(words) < 3:
+            return
+        event = words[2]
+        if event == "boot" and len(words) > 4:
+            self.version = words[4]
+        elif event == "sealed" and "piv" in words:
+            self.sealed_at[int(words[words.index("piv") + 1])] = time.monotonic()
+        elif event == "link-up":
+            self.link = "up"
+        elif event == "link-down":
+            self.link = "down"
+
+    def on_stored(self, piv: int, message: bytes) -> None:
+        """The ingest committed one of this device's messages."""
+        self.stored_at[piv] = self.last_seen = time.monotonic()
+        topic = f"devices/{self.device.device_id}/up"
+        try:
+            records = self.opener.open_senml(message, self.device.device_id, topic)
+        except PayloadError:
+            return  # the ingest checked it; a status message has no readings anyway
+        for record in records:
+            quantity = record["n"].rsplit("/", 1)[-1]
+            if quantity not in VITALS:
+                continue
+            if (quantity, record["t"]) in self.readings:
+                self.duplicates += 1
+            self.readings.add((quantity, record["t"]))
+            self.vitals[quantity] = record["v"]
+
+    def supervise(self, fs: Path, now: float) -> None:
+        """Power it on again after a reset or a power cut; note a crash."""
+        if self.powered_off_until is not None:
+            if now >= self.powered_off_until:
+                self.powered_off_until = None
+                self.start(fs)
+            return
+        if self.process is None or self.process.poll() is None:
+            self._cpu_now = _cpu_seconds(self.process.pid) if self.process else 0.0
+            return
+        self.cpu_s += self._cpu_now
+        self._cpu_now = 0.0
+        if self.process.returncode == RESET_EXIT:
+            self.restarts += 1
+            self.start(fs)
+        elif self.exit_code is None:
+            self.exit_code = self.process.returncode
+            self.link = f"exit {self.exit_code}"
+
+    def cpu_seconds(self) -> float:
+        running = self.process and self.process.poll() is None
+        return self.cpu_s + (_cpu_seconds(self.process.pid) if running else 0.0)
+
+    def cut_power(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.cpu_s += _cpu_seconds(self.process.pid)
+            self._cpu_now = 0.0
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.power_cuts += 1
+        self.powered_off_until = time.monotonic() + POWER_OFF_S
+        self.link = "power off"
+
+    def set_radio(self, on: bool) -> None:
+        self.radio_off = not on
+        flag = self.device.state / "radio-off"
+        if on:
+            flag.unlink(missing_ok=True)
+        else:
+            flag.touch()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.cpu_s += _cpu_seconds(self.process.pid)
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._reader:
+            self._reader.join(5)
+        if self.radio_off:
+            self.set_radio(True)
+
+    def latencies_ms(self, sealed_before: float) -> list[float]:
+        return [(self.stored_at[piv] - t) * 1000 for piv, t in self.sealed_at.items()
+                if t <= sealed_before and piv in self.stored_at]
+
+    def produced(self, before: float) -> set[int]:
+        return {piv for piv, t in self.sealed_at.items() if t <= before}
 
 
-def start_device(fs: Path, device: Device, scenario: str) -> subprocess.Popen[str]:
-    # cwd: the device's filesystem root, as on a board; boot.py then main.py.
-    command = [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, main"]
-    env = sim_env(fs, device.state, WEARSAFE_SCENARIO=scenario, WEARSAFE_SIM_SPEED="1")
-    return subprocess.Popen(command, cwd=fs, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-
-
-def run(state_dir: Path, duration: float, scenario: str = "rest", batch_seconds: int = 5) -> int:
-    """Broker, ingest and one simulated device for `duration` seconds; a summary at the end."""
-    fs = build("sim")
-    server = Server(state_dir / "server").init()
-    stop = threading.Event()
-    with Broker(server.broker_dir, server.ca) as broker, \
-            open(state_dir / "ingest.log", "a") as ingest_log:
-        ingest = Ingest(server, log=ingest_log)
-        ready = threading.Event()
-        thread = threading.Thread(target=ingest.run, args=(broker.port,),
-                                  kwargs={"stop": stop, "ready": ready}, daemon=True)
-        thread.start()
-        ready.wait(10)
-        signing_key_for(server, state_dir / "signing" / "update-key.pem")
-        device = device_in(server, fs, state_dir / "device-1", broker.port, batch_seconds)
-        print(f"broker on localhost:{broker.port} (TLS, client certificates); ingest on "
-              f"{server.directory}", flush=True)
-        print(f"device-1: pseudonym {device.device_id}, scenario {scenario}", flush=True)
-        log, crashed = "", False
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:  # a reset starts the device again, as power-on
-            part, code = _follow(start_device(fs, device, scenario), deadline)
-            log += part
-            if code != RESET_EXIT:
-                crashed = code is not None
-                break
-            print("device-1 | (reset)", flush=True)
-        produced = len(re.findall(r" info sealed ", log))
-        deadline = time.monotonic() + 5
-        while ingest.stored < produced and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stop.set()
-        thread.join(10)
-    lost = max(0, produced - ingest.stored)
-    print(f"produced={produced} stored={ingest.stored} lost={lost} "
-          f"duplicates={ingest.duplicates} rejected={ingest.rejected}", flush=True)
-    return 1 if crashed else 0
-
-
-def _follow(process: subprocess.Popen[str], deadline: float) -> tuple[str, int | None]:
-    """Print the device's log until `deadline`; (the log, its exit code if it ended by itself)."""
-    assert process.stdout is not None
-    lines: list[str] = []
-    os.set_blocking(process.stdout.fileno(), False)
+def _die_with_parent() -> None:
+    """In the child: if the simulator dies, even by SIGKILL, the device goes with it."""
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            line = process.stdout.readline()
-            if line:
-                lines.append(line)
-                sys.stdout.write("device-1 | " + line)
-            else:
-                time.sleep(0.05)
-    except KeyboardInterrupt:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
         pass
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile, nearest rank (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def find_device(devices: list[SimDevice], name: str) -> SimDevice:
+    """A device named by its number, its name (device-3) or its pseudonym."""
+    for d in devices:
+        if name in (str(d.index), d.name, d.device.device_id):
+            return d
+    raise ToolError(f"no simulated device {name!r}: give a number from 1 to {len(devices)}, "
+                    "a name like device-1, or a pseudonym")
+
+
+class Simulation:
+    """The broker, the ingest and the devices of one run; everything stops on exit."""
+
+    def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
+                 faults: Faults) -> None:
+        if devices < 1:
+            raise ToolError("--devices must be at least 1")
+        self.state = private_dir(state)
+        self.count = devices
+        self.scenario = scenario
+        self.batch_seconds = batch_seconds
+        self.faults = faults
+        self.server = Server(state / "server").init()
+        self.devices: list[SimDevice] = []
+        self.broker: Broker | None = None
+        self.broker_up = False
+        self.stop_ingest = threading.Event()
+        self.peak_rss_mb = 0.0
+        self.broker_cpu_s = 0.0
+        self.started = time.monotonic()
+
+    def run(self, duration: float | None, view: Any) -> dict[str, Any]:
+        fs = build("sim")
+        signing_key_for(self.server, self.state / "signing" / "update-key.pem")
+        logs = private_dir(self.state / "logs")
+        self.broker = Broker(self.server.broker_dir, self.server.ca).start()
+        self.broker_up = True
+        try:
+            ingest = self._start_ingest()
+            view.note(f"broker on localhost:{self.broker.port} (TLS, client certificates); "
+                      f"state in {self.state}")
+            self._add_devices(fs, logs, ingest)
+            for name in self.faults.radio_off + self.faults.power_cut:
+                find_device(self.devices, name)
+            self.started = time.monotonic()
+            for d in self.devices:
+                d.start(fs)
+                time.sleep(0.02)  # no thundering herd of TLS handshakes
+            end = self._loop(fs, duration, view)
+            self._drain(fs, end, view)
+            return self._summary(end, ingest, duration)
+        finally:
+            for d in self.devices:
+                d.stop()
+            self.stop_ingest.set()
+            self._stop_broker()
+
+    def _start_ingest(self) -> Ingest:
+        log = open(self.state / "ingest.log", "a")  # noqa: SIM115 - closed with the thread
+        by_id: dict[str, SimDevice] = {}
+        self._by_id = by_id
+
+        def on_stored(device_id: str, piv: int, message: bytes) -> None:
+            device = by_id.get(device_id)
+            if device:
+                device.on_stored(piv, message)
+
+        ingest = Ingest(self.server, log=log, on_stored=on_stored)
+        ready = threading.Event()
+        assert self.broker is not None
+
+        def run_ingest() -> None:
+            try:
+                ingest.run(self.broker.port if self.broker else 0, stop=self.stop_ingest,
+                           ready=ready)
+            finally:
+                log.close()
+
+        threading.Thread(target=run_ingest, daemon=True).start()
+        if not ready.wait(15):
+            raise ToolError(f"the ingest did not subscribe: see {self.state / 'ingest.log'}")
+        return ingest
+
+    def _add_devices(self, fs: Path, logs: Path, ingest: Ingest) -> None:
+        assert self.broker is not None
+        for i in range(1, self.count + 1):
+            device = self._device(fs, self.state / f"device-{i}", self.broker.port)
+            key = self.server.device_key(device.device_id)
+            scenario = self.scenario or MIX[(i - 1) % len(MIX)]
+            d = SimDevice(i, device, scenario, logs / f"device-{i}.log",
+                          PayloadOpener({key.key_id: key}, in_order=False))
+            self.devices.append(d)
+            self._by_id[device.device_id] = d
+
+    def _device(self, fs: Path, state: Path, port: int) -> Device:
+        """The device in `state`, provisioned on first use; it learns this run's port."""
+        known = state / "device-id"
+        if known.exists():
+            settings_path = state / "settings.json"
+            settings = json.loads(settings_path.read_text())
+            settings.update(broker_port=port, batch_seconds=self.batch_seconds)
+            settings_path.write_text(json.dumps(settings, indent=1) + "\n")
+            (state / "radio-off").unlink(missing_ok=True)
+            return Device(known.read_text().strip(), state)
+        device = provision_sim_device(self.server, fs, state, port, self.batch_seconds)
+        known.write_text(device.device_id + "\n")
+        return device
+
+    def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
+        """Run until the duration ends or Ctrl-C; the host time it ended."""
+        fault_start, fault_end = self.faults.window(duration)
+        fault_state = "before"
+        try:
+            while duration is None or self.elapsed() < duration:
+                now = time.monotonic()
+                if fault_state == "before" and self.faults.any() and self.elapsed() >= fault_start:
+                    self._fault(True, view)
+                    fault_state = "during"
+                elif fault_state == "during" and self.elapsed() >= fault_end:
+                    self._fault(False, view)
+                    fault_state = "after"
+                for d in self.devices:
+                    d.supervise(fs, now)
+                self._measure()
+                view.show(self, duration)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            view.note("Ctrl-C: stopping")
+        if fault_state == "during":
+            self._fault(False, view)
+        return time.monotonic()
+
+    def _fault(self, begin: bool, view: Any) -> None:
+        assert self.broker is not None
+        if self.faults.outage_s:
+            if begin:
+                self._stop_broker()
+            else:
+                self.broker = Broker(self.server.broker_dir, self.server.ca,
+                                     port=self.broker.port).start()
+            self.broker_up = not begin
+            view.note(f"fault: broker {'down' if begin else 'up again'}")
+        for name in self.faults.radio_off:
+            find_device(self.devices, name).set_radio(not begin)
+            view.note(f"fault: {name} radio {'off' if begin else 'on'}")
+        if begin:
+            for name in self.faults.power_cut:
+                find_device(self.devices, name).cut_power()
+                view.note(f"fault: {name} power cut for {POWER_OFF_S:.0f} s")
+
+    def _broker_cpu(self) -> float:
+        running = self.broker and self.broker.process and self.broker.process.poll() is None
+        return self.broker_cpu_s + (_cpu_seconds(self.broker.process.pid)  # type: ignore[union-attr]
+                                    if running else 0.0)
+
+    def _stop_broker(self) -> None:
+        if self.broker:
+            self.broker_cpu_s = self._broker_cpu()
+            self.broker.stop()
+
+    def _measure(self) -> None:
+        pids = [d.process.pid for d in self.devices if d.process and d.process.poll() is None]
+        if self.broker and self.broker.process:
+            pids.append(self.broker.process.pid)
+        self.peak_rss_mb = max(self.peak_rss_mb, sum(_rss_mb(p) for p in pids))
+
+    def _drain(self, fs: Path, end: float, view: Any) -> None:
+        """Let what was sealed before `end` arrive, the devices still running."""
+        deadline = time.monotonic() + DRAIN_S
+        try:
+            while any(d.produced(end) - d.stored_at.keys() for d in self.devices) \
+                    and time.monotonic() < deadline:
+                for d in self.devices:
+                    d.supervise(fs, time.monotonic())
+                view.show(self, None)
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            pass  # the summary counts what has not arrived as lost
+        view.note("stopping")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _summary(self, end: float, ingest: Ingest, duration: float | None) -> dict[str, Any]:
+        produced = sum(len(d.produced(end)) for d in self.devices)
+        stored = sum(len(d.produced(end) & d.stored_at.keys()) for d in self.devices)
+        latencies = [ms for d in self.devices for ms in d.latencies_ms(end)]
+        device_cpu = sum(d.cpu_seconds() for d in self.devices)
+        broker_cpu = self._broker_cpu()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        seconds = end - self.started
+        return {
+            "devices": self.count, "seconds": round(seconds, 1),
+            "produced": produced, "stored": stored, "lost": produced - stored,
+            "duplicates": sum(d.duplicates for d in self.devices),
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "redelivered": ingest.duplicates, "rejected": ingest.rejected,
+            "restarts": sum(d.restarts for d in self.devices),
+            "power_cuts": sum(d.power_cuts for d in self.devices),
+            "crashed": [d.name for d in self.devices if d.exit_code is not None],
+            "cpu_devices_s": round(device_cpu, 1),
+            "cpu_broker_s": round(broker_cpu, 1),
+            "cpu_host_s": round(own.ru_utime + own.ru_stime, 1),
+            "cpu_cores_used": round((device_cpu + broker_cpu + own.ru_utime
+                                     + own.ru_stime) / max(seconds, 1e-3), 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "host_rss_mb": round(own.ru_maxrss / 1024, 1),
+            "scenarios": {d.name: d.scenario for d in self.devices},
+            "faults": {"outage_s": self.faults.outage_s, "radio_off": self.faults.radio_off,
+                       "power_cut": self.faults.power_cut},
+        }
+
+
+def run(state: Path, devices: int, duration: float | None, scenario: str | None,
+        batch_seconds: int, faults: Faults, live: bool | None = None) -> int:
+    """The simulation with its view; exit status 0 unless a device crashed or lost data."""
+    from host_tools.simview import view_for
+
+    view = view_for(live)
+
+    def stop_on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop_on_term)
+    try:
+        summary = Simulation(state, devices, scenario, batch_seconds, faults).run(duration, view)
     finally:
-        code = process.poll()
-        if code is None:
-            process.terminate()
-            process.wait(timeout=5)
-        rest = process.stdout.read() or ""
-        lines.append(rest)
-        sys.stdout.write("".join("device-1 | " + line for line in rest.splitlines(True)))
-    return "".join(lines), code
+        signal.signal(signal.SIGTERM, previous)
+        view.close()
+    (state / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    view.summary(summary)
+    return 1 if summary["crashed"] or summary["lost"] or summary["duplicates"] else 0

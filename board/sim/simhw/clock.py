@@ -19,7 +19,9 @@ class SimClock:
 
     def sleep_ms(self, ms):
         if self.speed:
-            time.sleep_ms(int(ms / self.speed))
+            # Not time.sleep_ms: the unix port wakes every millisecond through
+            # it; time.sleep is one select(), so a fleet of sims stays idle.
+            time.sleep(ms / 1000 / self.speed)
         self.now_us += ms * 1000
         for chip in self._chips:
             chip.advance(self.now_us)

@@ -121,7 +121,8 @@ def run(seconds=None):
     def status(fields):
         message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
         uplink.outbox.append(message)
-        log.info("sealed", len(message), "bytes", "status", "outbox", len(uplink.outbox))
+        log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
+                 "outbox", len(uplink.outbox))
 
     status([("version", VERSION)])
     for vitals in sensing.run(hub, board, seconds):
@@ -129,8 +130,9 @@ def run(seconds=None):
             batch.note_dropped(uplink.outbox.take_dropped())
             message = sealer.seal(batch.pack())
             uplink.outbox.append(message)
-            log.info("sealed", len(message), "bytes", batch.readings(), "readings",
-                     "outbox", len(uplink.outbox), "heap", gc.mem_alloc())
+            log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv,
+                     batch.readings(), "readings", "outbox", len(uplink.outbox),
+                     "heap", gc.mem_alloc())
             batch.clear(board.epoch_s())
         uplink.service()
         if updates:
