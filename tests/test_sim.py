@@ -1,0 +1,124 @@
+"""`wearsafe sim`: a fleet end to end, its faults, its live view, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from host_tools.paths import venv_tool
+
+WEARSAFE = venv_tool("wearsafe")
+
+
+def summary_of(stdout: str) -> dict[str, str]:
+    """The machine-readable last line: produced= stored= lost= duplicates= p50_ms= p99_ms=."""
+    return dict(field.split("=") for field in stdout.strip().splitlines()[-1].split())
+
+
+def processes_using(state: Path) -> list[str]:
+    """Processes whose command line or environment names the state directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            seen = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(state).encode() in seen:
+            found.append(f"{proc.name}: {(proc / 'cmdline').read_bytes()!r}")
+    return found
+
+
+def device_rows(screen: bytes) -> list[str]:
+    """The device rows of the last complete frame of the live view."""
+    frames = screen.decode(errors="replace").replace("\r", "").split("\x1b[H\x1b[2J")
+    return [line for line in frames[-2].splitlines() if line.startswith("device-")] \
+        if len(frames) > 2 else []
+
+
+def read_or_eof(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the terminal closed with its last process
+        return b""
+
+
+def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp_path):
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "3", "--duration", "40",
+                          "--batch-seconds", "2", "--outage", "12", "--radio-off", "1",
+                          "--power-cut", "device-2", "--state", str(tmp_path)],
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert summary_of(out.stdout).keys() == {"produced", "stored", "lost", "duplicates",
+                                             "p50_ms", "p99_ms"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["produced"] >= 3 * 15 and summary["stored"] == summary["produced"], summary
+    assert summary["lost"] == summary["duplicates"] == 0
+    assert summary["power_cuts"] == 1 and not summary["crashed"]
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    assert summary["cpu_devices_s"] > 0 and summary["peak_rss_mb"] > 0
+    assert "fault: broker down" in out.stdout and "fault: broker up again" in out.stdout
+    # the devices really went without: the outbox of each filled during the window
+    for i in (1, 2, 3):
+        log = (tmp_path / "logs" / f"device-{i}.log").read_text()
+        assert " warn link-down " in log, log
+    assert (tmp_path / "logs" / "device-2.log").read_text().count(" info boot ") == 2
+    assert (tmp_path / "device-1").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "device-1" / "certs" / "device.key.der").stat().st_mode & 0o777 == 0o600
+    assert not processes_using(tmp_path)
+    # readings reach the screen of a terminal only, never a log or a pipe
+    assert "beat" not in out.stdout and "HR" not in out.stdout
+    device_id = (tmp_path / "device-1" / "device-id").read_text().strip()
+    exported = subprocess.run([WEARSAFE, "export", "--server", str(tmp_path / "server"),
+                               "--device", device_id], capture_output=True, text=True,
+                              check=True).stdout
+    assert exported.startswith("time,quantity,value,unit") and "beat/min" in exported
+
+
+def test_the_live_view_shows_each_devices_vitals_and_ctrl_c_leaves_no_process(tmp_path):
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: wearsafe sim on a terminal
+        os.execv(WEARSAFE, [WEARSAFE, "sim", "--devices", "2", "--batch-seconds", "2",
+                            "--scenario", "walk", "--state", str(tmp_path)])
+    screen, stopped = b"", False
+    deadline = time.monotonic() + 90
+    try:
+        # until both show a heart rate from a message the ingest stored
+        while len(rows := device_rows(screen)) < 2 or not all(r.split()[4].isdigit()
+                                                              for r in rows):
+            assert time.monotonic() < deadline, screen[-3000:].decode(errors="replace")
+            screen += os.read(fd, 65536)
+        os.kill(pid, signal.SIGINT)  # Ctrl-C
+        stopped = True
+        while chunk := read_or_eof(fd):
+            screen += chunk
+    finally:
+        if not stopped:
+            os.kill(pid, signal.SIGINT)
+        _, status = os.waitpid(pid, 0)
+    for row in rows:  # device pseudonym scenario version HR SpO2 temp steps outbox link ...
+        cells = row.split()
+        assert cells[2] == "walk" and cells[3] == "0.1.0", row
+        assert 80 <= int(cells[4]) <= 110 and 90 <= int(cells[5]) <= 100, row
+        assert 35 < float(cells[6]) < 38 and cells[9] == "up", row
+    text = screen.decode(errors="replace").replace("\r", "")
+    assert "Ctrl-C: stopping" in text
+    assert summary_of(text)["lost"] == "0"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not processes_using(tmp_path)
+
+
+def test_bad_fault_arguments_are_clear_errors(tmp_path):
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "1", "--duration", "5",
+                          "--power-cut", "device-7", "--state", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "no simulated device 'device-7': give a number from 1 to 1" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not processes_using(tmp_path)
