@@ -44,11 +44,12 @@ bench: deps
 	$(WS) bench
 
 hil: deps
-	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0"; exit 2; }
-	$(WS) hil --port $(PORT)
+	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 [BROKER=host:8883]"; exit 2; }
+	$(WS) hil --port $(PORT) $(if $(BROKER),--broker $(BROKER),--suite-only)
 
-flash:
-	@echo "make flash is not implemented yet (issue #7: wearsafe flash); see README.md" >&2; exit 1
+flash: deps
+	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyUSB0 BUNDLE=bundles/dev-1 [FIRMWARE=micropython.bin]"; exit 2; }
+	$(WS) flash --port $(PORT) --bundle $(BUNDLE) $(if $(FIRMWARE),--firmware $(FIRMWARE),--app-only)
 
 clean:
 	rm -rf build .cache

@@ -127,10 +127,48 @@ def cmd_verify_image(args: argparse.Namespace) -> int:
     return 0 if accepted else 1
 
 
+def cmd_provision(args: argparse.Namespace) -> int:
+    from host_tools.build import build
+    from host_tools.provision import provision
+    from host_tools.server import Server
+
+    paths.check_board(args.board)
+    new_ca = not (args.server / "pki" / "ca.key").exists()
+    server = Server(args.server).init()
+    settings = {"broker_host": args.broker_host, "broker_port": args.broker_port,
+                "batch_seconds": args.batch_seconds}
+    device = provision(server, args.board, args.out, settings, force=args.force,
+                       sim_fs=build("sim") if args.board == "sim" else None)
+    print(f"{'created the fleet CA in ' if new_ca else 'fleet CA: '}{server.ca.directory}")
+    print(f"provisioned device {device.device_id} for board {args.board}: bundle in {args.out}; "
+          f"payload key registered in {server.directory}")
+    if not server.update_keys():
+        print("no update-signing key yet: this device will refuse every update; run "
+              "`wearsafe signing-key` before provisioning devices that should take updates")
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from host_tools.flash import flash
+
+    flash(args.port, args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
+          wifi=args.wifi, baud=args.baud, dry_run=args.dry_run)
+    return 0
+
+
 def cmd_hil(args: argparse.Namespace) -> int:
-    """The target suite on a board through mpremote."""
-    return subprocess.call([sys.executable, "-m", "pytest", str(paths.TARGET_TESTS),
-                            f"--target={args.port}", f"--target-board={args.board}"])
+    """The target suite on a board through mpremote, then the board end to end."""
+    from host_tools.hil import board_end_to_end, parse_broker, run_suite
+
+    if not args.suite_only:
+        if args.broker is None:
+            raise paths.ToolError("give --broker HOST:PORT for the end-to-end check (and "
+                                  "--server), or --suite-only")
+        parse_broker(args.broker)
+    status = run_suite(args.port, args.board, args.select)
+    if status != 0 or args.suite_only:
+        return status
+    return board_end_to_end(args.port, args.board, args.broker, args.server)
 
 
 def cmd_vboard(args: argparse.Namespace) -> int:
@@ -246,9 +284,44 @@ def parser() -> argparse.ArgumentParser:
                                                "exit 0 only when the device would accept it")
     sp.add_argument("image", type=Path)
     sp.add_argument("--bundle", type=Path, required=True, help="device bundle directory")
-    sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote")
+    sp = add("provision", cmd_provision, "provision a device: identity, certificate, payload "
+                                         "key (registered with the ingest) and its bundle")
+    sp.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    sp.add_argument("--board", default="esp32_devkitc",
+                    help=f"board it is for: {', '.join(paths.board_names())} "
+                         "(default esp32_devkitc)")
+    sp.add_argument("--server", type=Path, default=default_server,
+                    help="server directory: fleet CA (created on first use), key vault")
+    sp.add_argument("--broker-host", default="localhost", help="broker host name the device "
+                                                               "connects to")
+    sp.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
+    sp.add_argument("--batch-seconds", type=int, default=60,
+                    help="seconds of vitals per sealed message (default 60)")
+    sp.add_argument("--force", action="store_true",
+                    help="replace the identity and keys of a device already in --out")
+    sp = add("flash", cmd_flash, "flash a dev board: MicroPython with esptool, then the app "
+                                 "and a device bundle with mpremote")
+    sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    sp.add_argument("--bundle", type=Path, required=True,
+                    help="device bundle from `wearsafe provision`")
+    sp.add_argument("--firmware", type=Path, help="MicroPython .bin for the chip")
+    sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
+    sp.add_argument("--app-only", action="store_true",
+                    help="keep the MicroPython on the board: copy the app and bundle only")
+    sp.add_argument("--wifi", type=Path, help='Wi-Fi settings to copy: {"ssid": ..., "key": ...}')
+    sp.add_argument("--baud", type=int, help="esptool baud rate (default: the board's)")
+    sp.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote, then "
+                             "the board end to end against a broker")
     sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
+    sp.add_argument("--broker", metavar="HOST:PORT",
+                    help="broker the board can reach, for the end-to-end check")
+    sp.add_argument("--server", type=Path, default=default_server,
+                    help="server directory that provisioned the board (to open its messages)")
+    sp.add_argument("-k", dest="select", metavar="EXPR",
+                    help="only the target tests matching this pytest expression")
+    sp.add_argument("--suite-only", action="store_true", help="skip the end-to-end check")
     sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")

@@ -65,8 +65,8 @@ class FleetCA:
     @classmethod
     def open_or_create(cls, directory: Path, name: str = "wearsafe fleet CA") -> FleetCA:
         ca = cls(directory)
-        if (directory / "ca.key").exists():
-            return ca.check()
+        if (directory / "ca.key").exists() or ca.cert_path.exists():
+            return ca.check()  # half a CA is an error: a new one would orphan every device
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(directory, 0o700)
@@ -90,8 +90,9 @@ class FleetCA:
     def check(self) -> FleetCA:
         for name in ("ca.key", "ca.crt"):
             if not (self.directory / name).is_file():
-                raise ToolError(f"no fleet CA in {self.directory} ({name} missing): "
-                                "create one with `wearsafe broker-config` or `wearsafe provision`")
+                raise ToolError(f"the fleet CA in {self.directory} is incomplete ({name} "
+                                "missing): restore it from your backup; a new CA would not "
+                                "be trusted by the devices and the broker already set up")
         return self
 
     def _key(self) -> ec.EllipticCurvePrivateKey:

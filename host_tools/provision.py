@@ -3,17 +3,25 @@
 Per device: a random pseudonymous id (16 hex digits), a P-256 key and a
 client certificate from the fleet CA (CN = the id), and an AES-256 payload
 key with its key id and COSE base IV, registered (wrapped) in the server's
-key vault. The device bundle is a directory laid out like the device's
-filesystem state:
+key vault. The device bundle is a directory (0700) laid out like the
+device's filesystem state:
 
+    device-id                    the pseudonym (public: it is in the topic)
     settings.json                broker host and port, batch period
-    certs/ca.der                 the fleet CA, pinned
+    certs/ca.der                 the fleet CA, pinned (it signs the broker's certificate)
     certs/device.der             the client certificate
     certs/device.key.der         its private key (0600)
     certs/update-trust.json      the board class and the update-signing keys it trusts
 
-The payload key goes into the device's NVS, never into a bundle file: on
-the sim board by running the keystore's own provision() on the unix port.
+The payload key goes into the device's NVS, never into a file on the
+device: on the sim board by running the keystore's own provision() on the
+unix port into the bundle (which is the simulated device's state); for a
+hardware board it waits in factory/payload-key.json (0600) until
+`wearsafe flash` writes it into the board's NVS and deletes it.
+
+A bundle is written into a staging directory and renamed into place only
+when complete, and the key is registered only then: a failure leaves
+neither a half-written bundle nor a registered key without its device.
 """
 
 from __future__ import annotations
@@ -21,16 +29,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.images import TRUST_FILE, trust_document
-from host_tools.paths import ToolError, micropython
+from host_tools.paths import ToolError, check_board, micropython
 from host_tools.payloads import DeviceKey
 from host_tools.pki import der, write_private
 from host_tools.server import Server, private_dir
 
+FACTORY_KEY = "factory/payload-key.json"
 NVS_PROVISION = """
 import sys, board
 from binascii import unhexlify
@@ -55,35 +65,96 @@ def sim_env(fs: Path, state: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def write_bundle(server: Server, device_id: str, state: Path, settings: dict[str, object],
-                 board: str = "sim") -> None:
+def nvs_secret(device_id: str, key: DeviceKey) -> str:
+    """What NVS_PROVISION reads on its standard input."""
+    return " ".join([device_id, key.key.hex(), key.key_id.hex(), key.base_iv.hex()])
+
+
+def provisioned_id(bundle: Path) -> str | None:
+    path = bundle / "device-id"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def provision(server: Server, board: str, bundle: Path, settings: dict[str, object], *,
+              force: bool = False, sim_fs: Path | None = None) -> Device:
+    """A new device: its bundle written whole into `bundle`, its key registered."""
+    check_board(board)
+    old_id = provisioned_id(bundle)
+    if old_id and not force:
+        raise ToolError(f"{bundle} already holds device {old_id}: give --force to replace "
+                        "its identity and keys (the old ones stay registered until "
+                        "`wearsafe forget`)")
+    if bundle.exists() and not old_id and any(bundle.iterdir()):
+        raise ToolError(f"{bundle} is not empty and holds no device bundle: choose an empty "
+                        "or new directory")
+    if board == "sim" and sim_fs is None:
+        raise ToolError("a sim device needs the sim build: run `wearsafe build --board sim`")
+    try:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ToolError(f"cannot write the bundle: {bundle.parent} is a file, not a "
+                        "directory") from None
+    except OSError as e:
+        raise ToolError(f"cannot create {bundle.parent}: {e.strerror}") from e
+    staging = bundle.with_name(f".{bundle.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    device_id = secrets.token_hex(8)
+    key = DeviceKey(secrets.token_bytes(4), secrets.token_bytes(32), secrets.token_bytes(13))
+    try:
+        _write_bundle(server, board, device_id, private_dir(staging), settings)
+        if board == "sim":
+            assert sim_fs is not None
+            _provision_sim_nvs(sim_fs, staging, device_id, key)
+        else:
+            factory = private_dir(staging / "factory")
+            write_private(factory / "payload-key.json", json.dumps(
+                {"device_id": device_id, "key": key.key.hex(), "key_id": key.key_id.hex(),
+                 "base_iv": key.base_iv.hex()}).encode())
+        server.register(device_id, key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_in(staging, bundle)
+    return Device(device_id, bundle)
+
+
+def _write_bundle(server: Server, board: str, device_id: str, state: Path,
+                  settings: dict[str, object]) -> None:
     certs = private_dir(state / "certs")
     key_path, cert_path = server.ca.issue(device_id)
-    (certs / "ca.der").write_bytes(der(server.ca.cert_path))
-    (certs / "device.der").write_bytes(der(cert_path))
-    write_private(certs / "device.key.der", der(key_path))
-    key_path.unlink()  # a device's private key lives on the device only
+    try:
+        (certs / "ca.der").write_bytes(der(server.ca.cert_path))
+        (certs / "device.der").write_bytes(der(cert_path))
+        write_private(certs / "device.key.der", der(key_path))
+    finally:
+        key_path.unlink()  # a device's private key lives on the device only
     (state / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
     if server.update_keys():
         (state / TRUST_FILE).write_text(trust_document(board, server.update_keys()))
+    (state / "device-id").write_text(device_id + "\n")
+
+
+def _provision_sim_nvs(fs: Path, state: Path, device_id: str, key: DeviceKey) -> None:
+    done = subprocess.run([micropython(), "-c", NVS_PROVISION], input=nvs_secret(device_id, key),
+                          text=True, cwd=state, env=sim_env(fs, state), capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        raise ToolError(f"provisioning the NVS of the simulated device failed:\n{done.stderr}")
+
+
+def _swap_in(staging: Path, bundle: Path) -> None:
+    """Replace `bundle` by `staging` with renames only."""
+    old = bundle.with_name(f".{bundle.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if bundle.exists():
+        os.replace(bundle, old)
+    os.replace(staging, bundle)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def provision_sim_device(server: Server, fs: Path, state: Path, broker_port: int,
                          batch_seconds: int = 60, broker_host: str = "localhost") -> Device:
     """A simulated device in `state`: bundle written, NVS provisioned, key registered."""
-    if (state / "certs").exists():
-        raise ToolError(f"{state} already holds a provisioned device")
-    private_dir(state)
-    device_id = secrets.token_hex(8)
-    key = DeviceKey(secrets.token_bytes(4), secrets.token_bytes(32), secrets.token_bytes(13))
-    write_bundle(server, device_id, state, {"batch_seconds": batch_seconds,
+    return provision(server, "sim", state, {"batch_seconds": batch_seconds,
                                             "broker_host": broker_host,
-                                            "broker_port": broker_port})
-    secret_input = " ".join([device_id, key.key.hex(), key.key_id.hex(), key.base_iv.hex()])
-    done = subprocess.run([micropython(), "-c", NVS_PROVISION], input=secret_input, text=True,
-                          cwd=state, env=sim_env(fs, state), capture_output=True, check=False)
-    if done.returncode != 0:
-        raise ToolError(f"provisioning the NVS of the simulated device in {state} failed:\n"
-                        f"{done.stderr}")
-    server.register(device_id, key)
-    return Device(device_id, state)
+                                            "broker_port": broker_port}, sim_fs=fs)

@@ -362,9 +362,7 @@ class Simulation:
             settings_path.write_text(json.dumps(settings, indent=1) + "\n")
             (state / "radio-off").unlink(missing_ok=True)
             return Device(known.read_text().strip(), state)
-        device = provision_sim_device(self.server, fs, state, port, self.batch_seconds)
-        known.write_text(device.device_id + "\n")
-        return device
+        return provision_sim_device(self.server, fs, state, port, self.batch_seconds)
 
     def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
         """Run until the duration ends or Ctrl-C; the host time it ended."""

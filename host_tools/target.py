@@ -132,6 +132,32 @@ class UnixTarget:
         return result
 
 
+# Each test on a board runs in an empty scratch directory, as on the unix port,
+# so that no test touches the board's own files (settings.json, certs, outbox).
+BOARD_TEST = """\
+import os, sys
+root = os.getcwd().rstrip('/')
+for p in (root + '/tests', root + '/lib'):
+    if p not in sys.path: sys.path.insert(0, p)
+def wipe(d):
+    for e in os.ilistdir(d):
+        q = d + '/' + e[0]
+        if e[1] == 0x4000:
+            wipe(q); os.rmdir(q)
+        else:
+            os.remove(q)
+try:
+    wipe(root + '/wstest-tmp')
+except OSError:
+    os.mkdir(root + '/wstest-tmp')
+os.chdir(root + '/wstest-tmp')
+try:
+    {call}
+finally:
+    os.chdir(root or '/')
+"""
+
+
 class BoardTarget:
     """A board (or a virtual one) on a serial port, driven by mpremote.
 
@@ -170,7 +196,7 @@ class BoardTarget:
                 self.mpremote("fs", "rm", "-r", stale)
             except ToolError:
                 pass  # nothing there yet
-        self.mpremote("fs", "cp", "-r", "lib", ":", cwd=self.fs)
+        self.mpremote("fs", "cp", "-r", "lib", ":.", cwd=self.fs)  # see host_tools.flash
         self.mpremote("fs", "mkdir", ":tests")
         tests = sorted(str(p.name) for p in tests_dir.glob("*.py"))
         self.mpremote("fs", "cp", *tests, ":tests/", cwd=tests_dir)
@@ -178,7 +204,7 @@ class BoardTarget:
 
     def run(self, test: TargetTest, workdir: Path) -> Result:
         self.prepare(test.path.parent)
-        code = f"import sys\nif 'tests' not in sys.path: sys.path.insert(0, 'tests')\n{_call(test)}"
+        code = BOARD_TEST.format(call=_call(test))
         try:
             return parse_output(self.mpremote("exec", code, timeout=test.timeout))
         except ToolError as e:

@@ -32,8 +32,11 @@ class VirtualBoard(Service):
         cmd = ["socat", f"pty,raw,echo=0,link={self.port}",
                f"{child},pty,raw,echo=0,stderr,setsid,ctty"]
         # It runs on this host, so unix-only target tests find the vector files too.
-        env = dict(os.environ, MICROPYPATH="lib:.frozen", WEARSAFE_SIM_DIR=str(self.root),
-                   WEARSAFE_VECTORS=vectors_dir(), WEARSAFE_SIM_SPEED="0")
+        # lib/ by its absolute path, like /lib on an ESP32: packages imported before
+        # a test changes directory keep working.
+        env = dict(os.environ, MICROPYPATH=f"{self.root.resolve()}/lib:.frozen",
+                   WEARSAFE_SIM_DIR=str(self.root), WEARSAFE_VECTORS=vectors_dir(),
+                   WEARSAFE_SIM_SPEED="0")
         try:
             self.process = subprocess.Popen(cmd, cwd=self.root, env=env, start_new_session=True,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,0 +1,103 @@
+"""Hardware in the loop: the target suite on a board, then the board end to end.
+
+The end-to-end check: the board, flashed with the application and its
+bundle (`wearsafe flash`), runs the application against the broker given
+on the command line; the host listens on the device's topic with the
+server's ingest identity, and opens what arrives with the device's key.
+It prints counts and verdicts, never a reading.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from host_tools.broker import INGEST_ID, UP_TOPIC
+from host_tools.ingest import open_server, start_client, tls_client
+from host_tools.paths import TARGET_TESTS, ToolError
+from host_tools.payloads import PayloadError, PayloadOpener
+from host_tools.target import BoardTarget
+
+E2E_BATCH_SECONDS = 2
+
+
+def run_suite(port: str, board: str, select: str | None) -> int:
+    extra = ["-k", select] if select else []
+    return subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                            str(TARGET_TESTS), f"--target={port}", f"--target-board={board}",
+                            *extra])
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ToolError(f"--broker {text!r}: give HOST:PORT, e.g. 192.168.1.10:8883")
+    return host, int(port)
+
+
+def board_end_to_end(port: str, board: str, broker: str, server_dir: Path,
+                     seconds: int = 10) -> int:
+    """0 when a message the board published arrived and opened under its key."""
+    host, broker_port = parse_broker(broker)
+    server = open_server(server_dir)
+    target = BoardTarget(port, board, Path("."))
+    target.mpremote("exec", "import gc; gc.collect()")  # what the suite left behind
+    device_id = target.mpremote("fs", "cat", ":device-id").strip().splitlines()[-1]
+    key = server.device_key(device_id)
+    original = target.mpremote("fs", "cat", ":settings.json")
+    settings = json.loads(original[original.index("{"):])
+    arrived: queue.Queue[bytes] = queue.Queue()
+    client = tls_client(server, INGEST_ID, f"hil-{secrets.token_hex(4)}")
+    client.on_message = lambda c, u, m: arrived.put(m.payload)
+    topic = UP_TOPIC.format(device_id)
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    start_client(client, host, broker_port, "hil")
+    try:
+        _put_settings(target, dict(settings, broker_host=host, broker_port=broker_port,
+                                   batch_seconds=E2E_BATCH_SECONDS))
+        try:
+            log = target.mpremote("exec", f"import wearsafe.app; wearsafe.app.run({seconds})",
+                                  timeout=seconds + 120)
+        finally:
+            _put_settings(target, settings)
+        return _judge(arrived, PayloadOpener({key.key_id: key}, in_order=False), device_id,
+                      topic, log)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _put_settings(target: BoardTarget, settings: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "settings.json"
+        path.write_text(json.dumps(settings, indent=1) + "\n")
+        target.mpremote("fs", "cp", str(path), ":settings.json")
+
+
+def _judge(arrived: queue.Queue[bytes], opener: PayloadOpener, device_id: str, topic: str,
+           log: str) -> int:
+    messages, records = 0, 0
+    try:
+        while True:
+            sealed = arrived.get(timeout=10 if not messages else 2)
+            try:
+                records += len(opener.open_senml(sealed, device_id, topic))
+            except PayloadError as e:
+                print(f"board end-to-end: FAILED: a message did not open: {e}")
+                return 1
+            messages += 1
+    except queue.Empty:
+        pass
+    if not messages:
+        tail = "\n".join(log.strip().splitlines()[-10:])
+        print(f"board end-to-end: FAILED: nothing from device {device_id} arrived; the "
+              f"board's log ends:\n{tail}")
+        return 1
+    print(f"board end-to-end: device {device_id} published {messages} sealed messages over "
+          f"TLS; all opened under its key ({records} SenML records)")
+    return 0
