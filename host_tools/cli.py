@@ -171,6 +171,16 @@ def cmd_hil(args: argparse.Namespace) -> int:
     return board_end_to_end(args.port, args.board, args.broker, args.server)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from host_tools.ingest import open_server
+    from host_tools.report import write_report
+
+    summary = args.summary or args.server.parent / "summary.json"
+    count = write_report(open_server(args.server), args.out, summary)
+    print(f"{args.out}: {count} devices (it holds readings: 0600, audited)")
+    return 0
+
+
 def cmd_vboard(args: argparse.Namespace) -> int:
     from host_tools.vboard import VirtualBoard
 
@@ -322,6 +332,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", dest="select", metavar="EXPR",
                     help="only the target tests matching this pytest expression")
     sp.add_argument("--suite-only", action="store_true", help="skip the end-to-end check")
+    sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
+                                   "of the vitals received and the fleet's delivery figures")
+    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--summary", type=Path,
+                    help="a `wearsafe sim` summary.json (default: next to the server directory)")
+    sp.add_argument("--out", type=Path, default=paths.ROOT / "sim-state" / "report.html",
+                    help="page to write (default sim-state/report.html)")
     sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")
