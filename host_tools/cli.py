@@ -152,7 +152,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from host_tools.flash import flash
 
     flash(args.port, args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
-          wifi=args.wifi, baud=args.baud, dry_run=args.dry_run)
+          frozen=args.frozen, wifi=args.wifi, baud=args.baud, dry_run=args.dry_run)
     return 0
 
 
@@ -318,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
     sp.add_argument("--app-only", action="store_true",
                     help="keep the MicroPython on the board: copy the app and bundle only")
+    sp.add_argument("--frozen", action="store_true",
+                    help="the firmware has the app frozen in (board/<board>/manifest.py): "
+                         "do not copy lib/")
     sp.add_argument("--wifi", type=Path, help='Wi-Fi settings to copy: {"ssid": ..., "key": ...}')
     sp.add_argument("--baud", type=int, help="esptool baud rate (default: the board's)")
     sp.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")

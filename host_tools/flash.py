@@ -4,7 +4,8 @@ and the device bundle with mpremote, then the payload key into NVS.
 Steps (`--dry-run` prints them as commands):
   1. esptool erase-flash                      (skipped with --app-only)
   2. esptool write-flash at the chip's offset (board/<board>/flash.json)
-  3. mpremote copies build/<board>/fs: boot.py, main.py, lib/
+  3. mpremote copies build/<board>/fs: boot.py, main.py, lib/ (not lib/ with
+     --frozen: a firmware built with board/<board>/manifest.py has it)
   4. mpremote copies the bundle: device-id, settings.json, certs/ (and wifi.json)
   5. mpremote runs a one-off script that writes the payload key into the
      board's NVS; the key file then leaves the bundle (factory/ is deleted)
@@ -59,14 +60,16 @@ def esptool_steps(port: str, board: str, firmware: Path | None, baud: int | None
             base + ["write-flash", str(chip["firmware_offset"]), str(firmware)]]
 
 
-def mpremote_steps(port: str, fs: Path, bundle: Path, wifi: Path | None) -> list[list[str]]:
+def mpremote_steps(port: str, fs: Path, bundle: Path, wifi: Path | None,
+                   frozen: bool = False) -> list[list[str]]:
     """One mpremote call per source: a file by its name, a directory into ":." (with
     ":" mpremote 1.29 copies a directory's contents into the root where it cannot
     stat "", as on the unix port)."""
     mp = [venv_tool("mpremote"), "connect", port, "resume", "fs", "cp"]
     files = [fs / "boot.py", fs / "main.py"] \
         + [bundle / name for name in BUNDLE_FILES if (bundle / name).exists()]
-    steps = [mp + ["-r", str(d), ":."] for d in (fs / "lib", bundle / "certs")]
+    dirs = [bundle / "certs"] if frozen else [fs / "lib", bundle / "certs"]
+    steps = [mp + ["-r", str(d), ":."] for d in dirs]
     steps += [mp + [str(f), f":{f.name}"] for f in files]
     if wifi:
         steps.append(mp + [str(wifi), ":wifi.json"])
@@ -82,8 +85,9 @@ def check_bundle(bundle: Path) -> str:
 
 
 def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
-          app_only: bool = False, wifi: Path | None = None, baud: int | None = None,
-          dry_run: bool = False, say: Callable[[str], None] = print) -> None:
+          app_only: bool = False, frozen: bool = False, wifi: Path | None = None,
+          baud: int | None = None, dry_run: bool = False,
+          say: Callable[[str], None] = print) -> None:
     device_id = check_bundle(bundle)
     if firmware is not None and not firmware.is_file():
         raise ToolError(f"firmware {firmware} not found")
@@ -91,7 +95,7 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
         raise ToolError(f"Wi-Fi settings {wifi} not found (JSON: {{\"ssid\": ..., \"key\": ...}})")
     steps = [] if app_only else esptool_steps(port, board, firmware, baud)
     fs = build(board) if not dry_run else Path("build") / board / "fs"
-    steps += mpremote_steps(port, fs, bundle, wifi)
+    steps += mpremote_steps(port, fs, bundle, wifi, frozen)
     key_file = bundle / FACTORY_KEY
     if dry_run:
         for step in steps:
