@@ -182,9 +182,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_vboard(args: argparse.Namespace) -> int:
+    from host_tools.service import sigterm_as_ctrl_c
     from host_tools.vboard import VirtualBoard
 
-    with VirtualBoard(args.dir) as board:
+    with sigterm_as_ctrl_c(), VirtualBoard(args.dir) as board:
         print(f"virtual board on {board.port} (root {board.root}); Ctrl-C stops it", flush=True)
         try:
             assert board.process is not None
@@ -356,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     except paths.ToolError as e:
         print(f"wearsafe {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"wearsafe {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,8 +5,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """`kill PID` stops a host tool the way Ctrl-C does: its finally blocks stop
+    what it started."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Service:

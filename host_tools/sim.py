@@ -41,6 +41,7 @@ from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.provision import Device, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
+from host_tools.service import sigterm_as_ctrl_c
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
@@ -476,15 +477,11 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     from host_tools.simview import view_for
 
     view = view_for(live)
-
-    def stop_on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop_on_term)
     try:
-        summary = Simulation(state, devices, scenario, batch_seconds, faults).run(duration, view)
+        with sigterm_as_ctrl_c():
+            simulation = Simulation(state, devices, scenario, batch_seconds, faults)
+            summary = simulation.run(duration, view)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         view.close()
     (state / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     view.summary(summary)
