@@ -53,7 +53,7 @@ def board_end_to_end(port: str, board: str, broker: str, server_dir: Path,
     settings = json.loads(original[original.index("{"):])
     arrived: queue.Queue[bytes] = queue.Queue()
     client = tls_client(server, INGEST_ID, f"hil-{secrets.token_hex(4)}")
-    client.on_message = lambda c, u, m: arrived.put(m.payload)
+    client.on_message = lambda c, u, m: arrived.put(bytes(m.payload))
     topic = UP_TOPIC.format(device_id)
     client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
     start_client(client, host, broker_port, "hil")

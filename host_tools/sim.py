@@ -63,7 +63,7 @@ class Faults:
 
     outage_s: float = 0.0  # the broker is down this long
     radio_off: list[str] = field(default_factory=list)  # these devices lose their radio
-    power_cut: list[str] = field(default_factory=list)  # these lose power at the start
+    power_cut: list[str] = field(default_factory=list)  # these lose power as it opens
 
     def window(self, duration: float | None) -> tuple[float, float]:
         """(start, end) in seconds from the start of the run."""
@@ -89,7 +89,9 @@ class SimDevice:
     link: str = "starting"
     vitals: dict[str, float] = field(default_factory=dict)
     last_seen: float | None = None  # host time of the last message stored
-    sealed_at: dict[int, float] = field(default_factory=dict)  # piv -> host time
+    # piv -> host time; written by the log reader and the ingest threads, so
+    # read through copies (dict.copy() is atomic under the GIL)
+    sealed_at: dict[int, float] = field(default_factory=dict)
     stored_at: dict[int, float] = field(default_factory=dict)
     readings: set[tuple[str, float]] = field(default_factory=set)
     duplicates: int = 0
@@ -109,7 +111,7 @@ class SimDevice:
     @property
     def pending(self) -> int:
         """Sealed in this run and not stored yet: the outbox, as the host sees it."""
-        return sum(1 for piv in self.sealed_at if piv not in self.stored_at)
+        return len(self.sealed_at.copy().keys() - self.stored_at.copy().keys())
 
     def start(self, fs: Path) -> None:
         env = sim_env(fs, self.device.state, WEARSAFE_SCENARIO=self.scenario,
@@ -182,8 +184,9 @@ class SimDevice:
             self.link = f"exit {self.exit_code}"
 
     def cpu_seconds(self) -> float:
-        running = self.process and self.process.poll() is None
-        return self.cpu_s + (_cpu_seconds(self.process.pid) if running else 0.0)
+        if self.process and self.process.poll() is None:
+            return self.cpu_s + _cpu_seconds(self.process.pid)
+        return self.cpu_s
 
     def cut_power(self) -> None:
         if self.process and self.process.poll() is None:
@@ -218,11 +221,15 @@ class SimDevice:
             self.set_radio(True)
 
     def latencies_ms(self, sealed_before: float) -> list[float]:
-        return [(self.stored_at[piv] - t) * 1000 for piv, t in self.sealed_at.items()
-                if t <= sealed_before and piv in self.stored_at]
+        stored = self.stored_at.copy()
+        return [(stored[piv] - t) * 1000 for piv, t in self.sealed_at.copy().items()
+                if t <= sealed_before and piv in stored]
 
     def produced(self, before: float) -> set[int]:
-        return {piv for piv, t in self.sealed_at.items() if t <= before}
+        return {piv for piv, t in self.sealed_at.copy().items() if t <= before}
+
+    def lost(self, before: float) -> set[int]:
+        return self.produced(before) - self.stored_at.copy().keys()
 
 
 def _die_with_parent() -> None:
@@ -300,7 +307,7 @@ class Simulation:
             ingest = self._start_ingest()
             view.note(f"broker on localhost:{self.broker.port} (TLS, client certificates); "
                       f"state in {self.state}")
-            self._add_devices(fs, logs, ingest)
+            self._add_devices(fs, logs)
             for name in self.faults.radio_off + self.faults.power_cut:
                 find_device(self.devices, name)
             self.started = time.monotonic()
@@ -309,7 +316,7 @@ class Simulation:
                 time.sleep(0.02)  # no thundering herd of TLS handshakes
             end = self._loop(fs, duration, view)
             self._drain(fs, end, view)
-            return self._summary(end, ingest, duration)
+            return self._summary(end, ingest)
         finally:
             for d in self.devices:
                 d.stop()
@@ -342,7 +349,7 @@ class Simulation:
             raise ToolError(f"the ingest did not subscribe: see {self.state / 'ingest.log'}")
         return ingest
 
-    def _add_devices(self, fs: Path, logs: Path, ingest: Ingest) -> None:
+    def _add_devices(self, fs: Path, logs: Path) -> None:
         assert self.broker is not None
         for i in range(1, self.count + 1):
             device = self._device(fs, self.state / f"device-{i}", self.broker.port)
@@ -408,9 +415,10 @@ class Simulation:
                 view.note(f"fault: {name} power cut for {POWER_OFF_S:.0f} s")
 
     def _broker_cpu(self) -> float:
-        running = self.broker and self.broker.process and self.broker.process.poll() is None
-        return self.broker_cpu_s + (_cpu_seconds(self.broker.process.pid)  # type: ignore[union-attr]
-                                    if running else 0.0)
+        process = self.broker.process if self.broker else None
+        if process and process.poll() is None:
+            return self.broker_cpu_s + _cpu_seconds(process.pid)
+        return self.broker_cpu_s
 
     def _stop_broker(self) -> None:
         if self.broker:
@@ -427,7 +435,7 @@ class Simulation:
         """Let what was sealed before `end` arrive, the devices still running."""
         deadline = time.monotonic() + DRAIN_S
         try:
-            while any(d.produced(end) - d.stored_at.keys() for d in self.devices) \
+            while any(d.lost(end) for d in self.devices) \
                     and time.monotonic() < deadline:
                 for d in self.devices:
                     d.supervise(fs, time.monotonic())
@@ -440,9 +448,9 @@ class Simulation:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def _summary(self, end: float, ingest: Ingest, duration: float | None) -> dict[str, Any]:
+    def _summary(self, end: float, ingest: Ingest) -> dict[str, Any]:
         produced = sum(len(d.produced(end)) for d in self.devices)
-        stored = sum(len(d.produced(end) & d.stored_at.keys()) for d in self.devices)
+        lost = sum(len(d.lost(end)) for d in self.devices)
         latencies = [ms for d in self.devices for ms in d.latencies_ms(end)]
         device_cpu = sum(d.cpu_seconds() for d in self.devices)
         broker_cpu = self._broker_cpu()
@@ -450,7 +458,7 @@ class Simulation:
         seconds = end - self.started
         return {
             "devices": self.count, "seconds": round(seconds, 1),
-            "produced": produced, "stored": stored, "lost": produced - stored,
+            "produced": produced, "stored": produced - lost, "lost": lost,
             "duplicates": sum(d.duplicates for d in self.devices),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
