@@ -8,7 +8,7 @@ WS     := $(VENV)/bin/wearsafe
 BOARD  ?= sim
 PORT   ?=
 # Debian packages: command=package
-SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium
+SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark
 
 .PHONY: deps venv devlibs sysdeps build check test sim bench hil flash clean
 
