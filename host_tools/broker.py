@@ -59,7 +59,7 @@ def free_port() -> int:
 
 
 def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.1",
-                 run_as_me: bool = False) -> Path:
+                 run_as_me: bool = False, verbose: bool = False) -> Path:
     """Write mosquitto.conf, its ACL and the TLS files into `out`; return the .conf.
 
     The server certificate is issued for localhost on first use. `run_as_me`:
@@ -92,6 +92,7 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         "log_type warning",
         "log_type notice",
         "connection_messages true",
+        *(["log_type all"] if verbose else []),  # every packet, for leak tests
         f"listener {port} {host}",
         "protocol mqtt",
         f"cafile {out / 'ca.crt'}",
@@ -141,8 +142,10 @@ def write_aws_policy(out: Path) -> Path:
 class Broker(Service):
     """A Mosquitto of ours on a free loopback port; stopped on exit."""
 
-    def __init__(self, workdir: Path, ca: FleetCA, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, ca: FleetCA, port: int | None = None,
+                 verbose: bool = False) -> None:
         self.workdir = workdir
+        self.verbose = verbose
         self.ca = ca
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -152,7 +155,8 @@ class Broker(Service):
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.access(mosquitto, os.X_OK):
             raise ToolError("mosquitto not found: run `make deps` (Debian package mosquitto)")
-        conf = write_config(self.workdir, self.ca, self.port, run_as_me=True)
+        conf = write_config(self.workdir, self.ca, self.port, run_as_me=True,
+                            verbose=self.verbose)
         log = open(self.log, "ab")  # noqa: SIM115 - the broker writes it as long as it runs
         self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log,
                                         start_new_session=True)
