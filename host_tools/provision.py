@@ -65,6 +65,12 @@ def sim_env(fs: Path, state: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def private_files() -> None:
+    """preexec_fn of a simulated device: what it writes (NVS with its keys, outbox)
+    is its owner's only, as the device's flash is."""
+    os.umask(0o077)
+
+
 def nvs_secret(device_id: str, key: DeviceKey) -> str:
     """What NVS_PROVISION reads on its standard input."""
     return " ".join([device_id, key.key.hex(), key.key_id.hex(), key.base_iv.hex()])
@@ -137,7 +143,7 @@ def _write_bundle(server: Server, board: str, device_id: str, state: Path,
 def _provision_sim_nvs(fs: Path, state: Path, device_id: str, key: DeviceKey) -> None:
     done = subprocess.run([micropython(), "-c", NVS_PROVISION], input=nvs_secret(device_id, key),
                           text=True, cwd=state, env=sim_env(fs, state), capture_output=True,
-                          check=False)
+                          check=False, preexec_fn=private_files)
     if done.returncode != 0:
         raise ToolError(f"provisioning the NVS of the simulated device failed:\n{done.stderr}")
 

@@ -39,7 +39,7 @@ from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, PayloadOpener
-from host_tools.provision import Device, provision_sim_device, sim_env
+from host_tools.provision import Device, private_files, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
 from host_tools.service import sigterm_as_ctrl_c
 
@@ -120,7 +120,7 @@ class SimDevice:
         self.process = subprocess.Popen(
             [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, main"],
             cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_device_process)
         self.link = "starting"
         self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
         self._reader.start()
@@ -232,8 +232,10 @@ class SimDevice:
         return self.produced(before) - self.stored_at.copy().keys()
 
 
-def _die_with_parent() -> None:
-    """In the child: if the simulator dies, even by SIGKILL, the device goes with it."""
+def _device_process() -> None:
+    """In the child: private files; if the simulator dies, even by SIGKILL, the device
+    goes with it."""
+    private_files()
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
