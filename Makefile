@@ -10,7 +10,7 @@ PORT   ?=
 # Debian packages: command=package
 SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark
 
-.PHONY: deps venv devlibs sysdeps build check test sim bench hil flash clean
+.PHONY: deps venv devlibs sysdeps build check test sim bench hil flash fuzz report-security clean
 
 deps: venv devlibs sysdeps
 
@@ -39,6 +39,9 @@ test: check
 
 sim: deps
 	$(WS) sim
+
+fuzz: deps
+	$(WS) fuzz --count 100000 --corpus fuzz-corpus
 
 bench: deps
 	$(WS) bench

@@ -181,6 +181,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from host_tools import fuzz
+    from host_tools.build import build
+
+    build("sim")
+    reports = []
+    for target in args.target or [t for t in fuzz.TARGETS if t != "canary"]:
+        count = args.tls_count if target == "mqtt_tls" else args.count
+
+        def progress(done: int, total: int = count, name: str = target) -> None:
+            print(f"\r{name}: {done}/{total} inputs", end="", flush=True)
+
+        report = fuzz.run(target, count, args.seed, args.corpus,
+                          progress if sys.stdout.isatty() else None)
+        print("\r\x1b[K" if sys.stdout.isatty() else "", report.line(), sep="", flush=True)
+        for failure in (report.crashes + report.hangs)[:10]:
+            print(f"  {failure}")
+        reports.append(report)
+    if args.corpus:
+        fuzz.write_summary(reports, args.corpus / "summary.json")
+    return 0 if all(r.clean for r in reports) else 1
+
+
 def cmd_vboard(args: argparse.Namespace) -> int:
     from host_tools.service import sigterm_as_ctrl_c
     from host_tools.vboard import VirtualBoard
@@ -343,6 +366,17 @@ def parser() -> argparse.ArgumentParser:
                     help="a `wearsafe sim` summary.json (default: next to the server directory)")
     sp.add_argument("--out", type=Path, default=paths.ROOT / "sim-state" / "report.html",
                     help="page to write (default sim-state/report.html)")
+    sp = add("fuzz", cmd_fuzz, "fuzz the decoders facing the network (OTA images, CBOR, COSE, "
+                               "MQTT from a hostile broker, the ingest) with generated inputs")
+    sp.add_argument("--target", action="append", choices=("ota", "cbor", "cose", "mqtt",
+                                                            "mqtt_tls", "ingest"),
+                    help="one target (repeatable; default: all)")
+    sp.add_argument("--count", type=int, default=100_000, help="inputs per target")
+    sp.add_argument("--tls-count", type=int, default=1000,
+                    help="connections for mqtt_tls (a TLS handshake each: about 0.3 s)")
+    sp.add_argument("--seed", type=int, default=1, help="generator seed: same seed, same inputs")
+    sp.add_argument("--corpus", type=Path,
+                    help="keep new outcomes and crashes here, and replay them first")
     sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")

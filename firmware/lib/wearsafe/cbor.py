@@ -174,8 +174,8 @@ class _Reader:
         result = {}
         for _ in range(n):
             key = self.item(depth + 1)
-            if isinstance(key, (list, dict)):
-                raise DecodeError("cbor: map key must not be an array or map")
+            if isinstance(key, (list, dict, Tag)):  # unhashable (found by fuzzing)
+                raise DecodeError("cbor: map key must not be an array, map or tag")
             result[key] = self.item(depth + 1)
         return result
 

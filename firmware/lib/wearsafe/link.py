@@ -20,6 +20,11 @@ from umqtt.simple import MQTTClient, MQTTException
 MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set
 BACKOFF_FIRST_MS = const(1000)
 BACKOFF_CAP_MS = const(60000)
+# What a broker may make the device read: the largest packet it takes (an
+# 8 KB update chunk with its topic) and packets per operation (a broker that
+# keeps sending would otherwise hold a publish or a fetch forever).
+MAX_READ = const(16384)
+READS_PER_OP = const(512)
 CERT_FILES = ("ca.der", "device.der", "device.key.der")
 OFFLINE = b"offline"
 _CONNACK_REASONS = {1: "protocol version refused", 2: "client id refused",
@@ -82,8 +87,16 @@ class _Bounded:
         self._tls = tls_sock
         self._raw = raw
         self._timeout_s = timeout_s
+        self.reads_left = READS_PER_OP
 
     def read(self, n):
+        # umqtt.simple reads the lengths the broker announces: a hostile one
+        # would have the socket allocate its buffer first (found by fuzzing)
+        if not 0 <= n <= MAX_READ:
+            raise OSError("link: the broker announced %d bytes (at most %d)" % (n, MAX_READ))
+        self.reads_left -= 1
+        if self.reads_left < 0:
+            raise OSError("link: the broker keeps sending; this operation gives up")
         data = self._tls.read(n)
         if data is not None and len(data) < n:
             raise OSError("link: connection closed by the broker")
@@ -164,6 +177,7 @@ class Link:
         client.set_callback(self._deliver)
         try:
             client.connect()
+            client.sock = _Bounded(client.sock, tls.raw, self._timeout_s)
             for topic in self._listening:
                 client.subscribe(topic, 0)
         except MQTTException as e:
@@ -174,7 +188,10 @@ class Link:
             self._close_socket(client)
             raise LinkError("link: cannot reach %s:%d over TLS: %s (check the broker, its "
                             "certificate and this device's)" % (self._host, self._port, e))
-        client.sock = _Bounded(client.sock, tls.raw, self._timeout_s)
+        except (IndexError, AssertionError):  # umqtt.simple's checks of a CONNACK or SUBACK
+            self._close_socket(client)
+            raise LinkError("link: the broker at %s:%d answered with a malformed packet"
+                            % (self._host, self._port))
         self._client = client
         self._last_io = self._board.ticks_ms()
         self._backoff_ms = 0
@@ -215,10 +232,16 @@ class Link:
             return False
         return True
 
+    def _operation(self):
+        """The client, with a fresh read budget for one operation."""
+        self._client.sock.reads_left = READS_PER_OP
+        return self._client
+
     def publish(self, topic, message):
         """QoS 1: returns once the broker's PUBACK is in; LinkError otherwise."""
         if not self._client:
             raise LinkError("link: not connected")
+        self._operation()
         try:
             self._client.publish(topic, message, qos=1)
         except (OSError, IndexError, AssertionError) as e:
@@ -231,7 +254,10 @@ class Link:
         self._listening[topic] = callback
 
     def _deliver(self, topic, message):
-        topic = topic.decode()
+        try:
+            topic = topic.decode()
+        except UnicodeError:  # a hostile broker's topic: nobody listens to it
+            return
         if self._fetching and topic == self._fetching[0]:
             self._fetching[1].append(message)
         elif topic in self._listening:
@@ -241,6 +267,7 @@ class Link:
         """Take in up to `most` messages the broker has sent, without waiting."""
         if not self._client:
             return
+        self._operation()
         try:
             for _ in range(most):
                 if self._client.check_msg() is None:
@@ -252,7 +279,7 @@ class Link:
         """The retained message on `topic`: subscribe, take it, unsubscribe. LinkError if none."""
         if not self._client:
             raise LinkError("link: not connected")
-        client = self._client
+        client = self._operation()
         self._fetching = (topic, [])
         try:
             client.subscribe(topic, 0)
@@ -290,6 +317,7 @@ class Link:
         idle = self._board.ticks_diff(self._board.ticks_ms(), self._last_io)
         if idle < self._keepalive_s * 500:
             return
+        self._operation()
         try:
             self._client.ping()
             if self._client.wait_msg() is not None:
