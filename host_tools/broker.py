@@ -23,7 +23,7 @@ from typing import Self
 
 from host_tools.paths import ToolError
 from host_tools.pki import FleetCA
-from host_tools.service import Service
+from host_tools.service import Service, die_with_parent
 
 INGEST_ID = "ingest"
 RELEASE_ID = "release"  # publishes signed update images
@@ -158,8 +158,9 @@ class Broker(Service):
         conf = write_config(self.workdir, self.ca, self.port, run_as_me=True,
                             verbose=self.verbose)
         log = open(self.log, "ab")  # noqa: SIM115 - the broker writes it as long as it runs
-        self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log,
-                                        start_new_session=True)
+        self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         log.close()
         (self.workdir / "mosquitto.pid").write_text(f"{self.process.pid}\n")  # for `forget`
         deadline = time.monotonic() + 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,6 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
+
+
+def die_with_parent() -> None:
+    """preexec_fn: if the tool that started this process dies, even by SIGKILL, the
+    process gets SIGKILL too (Linux PR_SET_PDEATHSIG), so nothing is left behind."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C and kill still stop it through the tool
 
 
 @contextmanager

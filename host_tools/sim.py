@@ -21,7 +21,6 @@ the ingest's commit, both on the host's clock.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -41,7 +40,7 @@ from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.provision import Device, private_files, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
-from host_tools.service import sigterm_as_ctrl_c
+from host_tools.service import die_with_parent, sigterm_as_ctrl_c
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
@@ -233,13 +232,9 @@ class SimDevice:
 
 
 def _device_process() -> None:
-    """In the child: private files; if the simulator dies, even by SIGKILL, the device
-    goes with it."""
+    """In the child: private files, and it dies with the simulator."""
     private_files()
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent()
 
 
 def _cpu_seconds(pid: int) -> float:

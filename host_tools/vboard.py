@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Self
 
 from host_tools.paths import ToolError, micropython
-from host_tools.service import Service
+from host_tools.service import Service, die_with_parent
 from host_tools.target import vectors_dir
 
 
@@ -39,7 +39,8 @@ class VirtualBoard(Service):
                    WEARSAFE_SIM_SPEED="0")
         try:
             self.process = subprocess.Popen(cmd, cwd=self.root, env=env, start_new_session=True,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, preexec_fn=die_with_parent)
         except FileNotFoundError as e:
             raise ToolError("socat not found: run `make deps` (Debian package socat)") from e
         deadline = time.monotonic() + 10

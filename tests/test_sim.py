@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
+import select
 import signal
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -42,7 +46,10 @@ def device_rows(screen: bytes) -> list[str]:
         if len(frames) > 2 else []
 
 
-def read_or_eof(fd: int) -> bytes:
+def read_or_eof(fd: int, timeout: float) -> bytes:
+    """What the terminal shows within `timeout`; b"" at its end."""
+    if not select.select([fd], [], [], timeout)[0]:
+        return b""
     try:
         return os.read(fd, 65536)
     except OSError:  # the terminal closed with its last process
@@ -86,22 +93,29 @@ def test_the_live_view_shows_each_devices_vitals_and_ctrl_c_leaves_no_process(tm
     if pid == 0:  # the child: wearsafe sim on a terminal
         os.execv(WEARSAFE, [WEARSAFE, "sim", "--devices", "2", "--batch-seconds", "2",
                             "--scenario", "walk", "--state", str(tmp_path)])
-    screen, stopped = b"", False
-    deadline = time.monotonic() + 90
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    screen, rows, status = b"", [], None
     try:
         # until both show a heart rate from a message the ingest stored
-        while len(rows := device_rows(screen)) < 2 or not all(r.split()[4].isdigit()
-                                                              for r in rows):
+        deadline = time.monotonic() + 90
+        while len(rows) < 2 or not all(row.split()[4].isdigit() for row in rows):
             assert time.monotonic() < deadline, screen[-3000:].decode(errors="replace")
-            screen += os.read(fd, 65536)
+            screen += read_or_eof(fd, timeout=1)
+            rows = device_rows(screen)
         os.kill(pid, signal.SIGINT)  # Ctrl-C
-        stopped = True
-        while chunk := read_or_eof(fd):
+        deadline = time.monotonic() + 120
+        while status is None and time.monotonic() < deadline:
+            screen += read_or_eof(fd, timeout=1)
+            reaped, code = os.waitpid(pid, os.WNOHANG)
+            status = code if reaped else None
+        while chunk := read_or_eof(fd, timeout=1):  # what it wrote before it ended
             screen += chunk
     finally:
-        if not stopped:
-            os.kill(pid, signal.SIGINT)
-        _, status = os.waitpid(pid, 0)
+        if status is None:  # still running: the test failed
+            os.kill(pid, signal.SIGKILL)  # its devices and broker die with it
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0
     for row in rows:  # device pseudonym scenario version HR SpO2 temp steps outbox link ...
         cells = row.split()
         assert cells[2] == "walk" and cells[3] == "0.1.0", row
@@ -109,8 +123,7 @@ def test_the_live_view_shows_each_devices_vitals_and_ctrl_c_leaves_no_process(tm
         assert 35 < float(cells[6]) < 38 and cells[9] == "up", row
     text = screen.decode(errors="replace").replace("\r", "")
     assert "Ctrl-C: stopping" in text
-    assert summary_of(text)["lost"] == "0"
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert summary_of(text)["lost"] == "0", text[-2000:]
     assert not processes_using(tmp_path)
 
 
