@@ -43,6 +43,9 @@ sim: deps
 fuzz: deps
 	$(WS) fuzz --count 100000 --corpus fuzz-corpus
 
+report-security: deps build
+	$(WS) report-security
+
 bench: deps
 	$(WS) bench
 

@@ -204,6 +204,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return 0 if all(r.clean for r in reports) else 1
 
 
+def cmd_report_security(args: argparse.Namespace) -> int:
+    from host_tools.secreport import run
+
+    return run()
+
+
 def cmd_vboard(args: argparse.Namespace) -> int:
     from host_tools.service import sigterm_as_ctrl_c
     from host_tools.vboard import VirtualBoard
@@ -377,6 +383,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1, help="generator seed: same seed, same inputs")
     sp.add_argument("--corpus", type=Path,
                     help="keep new outcomes and crashes here, and replay them first")
+    add("report-security", cmd_report_security, "run the tests of the threat table in "
+                                                "docs/SECURITY.md and print one verdict per "
+                                                "threat with the counts the tests recorded")
     sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")

@@ -23,7 +23,7 @@ while True:
 """
 
 
-def test_no_partial_iv_is_used_twice_across_200_power_cuts(sim_build, tmp_path):
+def test_no_partial_iv_is_used_twice_across_200_power_cuts(sim_build, tmp_path, record_property):
     rng = random.Random(20261122)
     seen: set[int] = set()
     duplicates: list[int] = []
@@ -47,5 +47,6 @@ def test_no_partial_iv_is_used_twice_across_200_power_cuts(sim_build, tmp_path):
             if counter in seen:
                 duplicates.append(counter)
             seen.add(counter)
+    record_property("faults_injected", 200)
     assert not duplicates, f"partial IVs reused: {duplicates[:10]}"
     assert len(seen) >= sealed_before_cuts > 20_000  # the loop really ran between the cuts

@@ -51,7 +51,7 @@ def phase_of(log: str, record_before: dict) -> str:  # type: ignore[type-arg]
     return "connect"
 
 
-def test_100_power_cuts_always_leave_a_complete_verified_image(fleet, tmp_path):  # type: ignore[no-untyped-def]
+def test_100_power_cuts_always_leave_a_complete_verified_image(fleet, tmp_path, record_property):  # type: ignore[no-untyped-def]
     device = fleet.add_device(batch_seconds=5)
     v2 = app_image(fleet, tmp_path, "2.0.0", 2)
     bundle = bundle_files(tmp_path / "app-2.0.0.tar")
@@ -85,5 +85,6 @@ def test_100_power_cuts_always_leave_a_complete_verified_image(fleet, tmp_path):
             shutil.rmtree(device.state / "apps")
             (device.state / "nvs-ota.bin").unlink(missing_ok=True)
     print("power cuts by phase:", phases, "updates confirmed:", installs)
+    record_property("faults_injected", cuts)
     assert installs >= 3, phases
     assert phases.get("download", 0) >= 5 and phases.get("confirm", 0) >= 5, phases

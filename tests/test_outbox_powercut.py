@@ -71,7 +71,8 @@ def _run(tmp_path, seed: int, drain: bool = False, cut_after: int | None = None,
     return b"".join(head + [out]).decode().split("\n")[:-1]  # the last line may be torn
 
 
-def test_outbox_recovers_from_200_power_cuts_losing_nothing_stored(sim_build, tmp_path):
+def test_outbox_recovers_from_200_power_cuts_losing_nothing_stored(sim_build, tmp_path,
+                                                                   record_property):
     rng = random.Random(20261124)
     stored: set[int] = set()
     delivered: list[int] = []
@@ -94,6 +95,8 @@ def test_outbox_recovers_from_200_power_cuts_losing_nothing_stored(sim_build, tm
     backwards = [(a, b) for a, b in zip(delivered, delivered[1:], strict=False) if b < a]
     assert not backwards, f"delivery went back in order: {backwards[:5]}"
     lost = stored - set(delivered)
+    record_property("faults_injected", 200)
+    record_property("messages_lost", len(lost))
     assert not lost, f"stored records never delivered: {sorted(lost)[:10]}"
     assert len(stored) > 1000  # the loop really ran between the cuts
     redelivered = len(delivered) - len(set(delivered))

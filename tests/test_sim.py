@@ -56,7 +56,8 @@ def read_or_eof(fd: int, timeout: float) -> bytes:
         return b""
 
 
-def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp_path):
+def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp_path,
+                                                                             record_property):
     out = subprocess.run([WEARSAFE, "sim", "--devices", "3", "--duration", "40",
                           "--batch-seconds", "2", "--outage", "12", "--radio-off", "1",
                           "--power-cut", "device-2", "--state", str(tmp_path)],
@@ -65,6 +66,8 @@ def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp
     assert summary_of(out.stdout).keys() == {"produced", "stored", "lost", "duplicates",
                                              "p50_ms", "p99_ms"}
     summary = json.loads((tmp_path / "summary.json").read_text())
+    record_property("faults_injected", 3)
+    record_property("messages_lost", summary["lost"])
     assert summary["produced"] >= 3 * 15 and summary["stored"] == summary["produced"], summary
     assert summary["lost"] == summary["duplicates"] == 0
     assert summary["power_cuts"] == 1 and not summary["crashed"]
