@@ -4,6 +4,7 @@ file that group or others can read; no WebREPL in device code."""
 from __future__ import annotations
 
 import base64
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from host_tools.paths import ROOT, venv_tool
 from host_tools.server import Server
 
+PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=\s]{40,}-----END")
 SECRET_NAMES = (".key", ".key.der", "kek", "keys.db", "payload-key.json")
 
 
@@ -25,7 +27,7 @@ def test_no_private_key_or_secret_is_tracked_by_git():
              or f.startswith(("sim-state/", "build/"))]
     assert not named, f"secret-looking files tracked by git: {named}"
     pem = [f for f in tracked if f and (ROOT / f).is_file()
-           and b"PRIVATE KEY-----" in (ROOT / f).read_bytes()]
+           and PEM_PRIVATE_KEY.search((ROOT / f).read_bytes())]
     assert not pem, f"PEM private keys tracked by git: {pem}"
 
 

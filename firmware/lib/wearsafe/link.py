@@ -234,8 +234,10 @@ class Link:
 
     def _operation(self):
         """The client, with a fresh read budget for one operation."""
-        self._client.sock.reads_left = READS_PER_OP
-        return self._client
+        client = self._client
+        assert client is not None  # callers check first
+        client.sock.reads_left = READS_PER_OP
+        return client
 
     def publish(self, topic, message):
         """QoS 1: returns once the broker's PUBACK is in; LinkError otherwise."""
