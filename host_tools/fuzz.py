@@ -197,17 +197,21 @@ def _ota_fixture(workdir: Path) -> Fixture:
     return Fixture([image.read_bytes()], [str(trust)])
 
 
+def _publish(topic: bytes, payload: bytes, flags: int = 0) -> bytes:
+    """An MQTT PUBLISH as a broker sends it (payload short enough for a 1-byte length)."""
+    return bytes([0x30 | flags, 2 + len(topic) + len(payload), 0, len(topic)]) + topic + payload
+
+
 def _mqtt_seeds() -> list[bytes]:
-    announce = b'{"version": "2.0.0", "kind": "app", "size": 512, "chunk": 256}'
-    topic = b"updates/sim/announce"
-    publish = bytes([0x31, 2 + len(topic) + len(announce), 0, len(topic)]) + topic + announce
-    fetch_topic = b"updates/sim/x/0"
-    chunk = bytes([0x30, 2 + len(fetch_topic) + 8, 0, len(fetch_topic)]) + fetch_topic + b"8 bytes!"
+    """What a broker sends the link, as umqtt.simple reads it after the CONNACK."""
+    publish = _publish(b"updates/sim/announce",
+                       b'{"version": "2.0.0", "kind": "app", "size": 512, "chunk": 256}', 1)
+    chunk = _publish(b"updates/sim/x/0", b"8 bytes!")
     puback, suback, unsuback = b"\x40\x02\x00\x01", b"\x90\x03\x00\x02\x00", b"\xb0\x02\x00\x03"
     pingresp = b"\xd0\x00"
     return [publish + puback + suback + chunk + unsuback + pingresp,
             puback, publish, pingresp * 3, suback + chunk + unsuback,
-            b"\x32" + bytes([2 + len(topic) + 2 + 4, 0, len(topic)]) + topic + b"\x00\x07data",
+            _publish(b"updates/sim/announce", b"\x00\x07data", flags=2),  # QoS 1, a pid
             b"\x30\xff\xff\xff\x7f\x00\x04abcd"]
 
 
@@ -290,10 +294,6 @@ def _tls_fixture(workdir: Path) -> tuple[Path, Path]:
     (certs / "device.der").write_bytes(der(cert_path))
     write_private(certs / "device.key.der", der(key_path))
     return ca.directory, certs
-
-
-def _publish(topic: bytes, payload: bytes, flags: int = 0) -> bytes:
-    return bytes([0x30 | flags, 2 + len(topic) + len(payload), 0, len(topic)]) + topic + payload
 
 
 def _mqtt_session_seeds() -> list[bytes]:
