@@ -24,15 +24,17 @@ def die_with_parent() -> None:
 @contextmanager
 def sigterm_as_ctrl_c() -> Iterator[None]:
     """`kill PID` stops a host tool the way Ctrl-C does: its finally blocks stop
-    what it started."""
+    what it started. Ctrl-C works even where the tool was started with SIGINT
+    ignored (a background job of a shell script), which Python then leaves so."""
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Service:
