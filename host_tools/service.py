@@ -37,6 +37,18 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def stop_group(process: subprocess.Popen[Any]) -> None:
+    """Stop a process started in its own session, and its group: SIGTERM, then
+    SIGKILL after 5 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 class Service:
     """Subclasses start `self.process` in its own session in start() and return self."""
 
@@ -46,14 +58,8 @@ class Service:
         raise NotImplementedError
 
     def stop(self) -> None:
-        """Stop the process group: SIGTERM, then SIGKILL after 5 s."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            stop_group(self.process)
         self.process = None
 
     def __enter__(self) -> Self:

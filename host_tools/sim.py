@@ -40,7 +40,7 @@ from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.provision import Device, private_files, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
-from host_tools.service import die_with_parent, sigterm_as_ctrl_c
+from host_tools.service import die_with_parent, sigterm_as_ctrl_c, stop_group
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
@@ -208,12 +208,7 @@ class SimDevice:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.cpu_s += _cpu_seconds(self.process.pid)
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_group(self.process)
         if self._reader:
             self._reader.join(5)
         if self.radio_off:
