@@ -282,6 +282,7 @@ class Simulation:
         self.faults = faults
         self.server = Server(state / "server").init()
         self.devices: list[SimDevice] = []
+        self.by_id: dict[str, SimDevice] = {}  # pseudonym -> device, for the ingest
         self.broker: Broker | None = None
         self.broker_up = False
         self.stop_ingest = threading.Event()
@@ -317,22 +318,20 @@ class Simulation:
 
     def _start_ingest(self) -> Ingest:
         log = open(self.state / "ingest.log", "a")  # noqa: SIM115 - closed with the thread
-        by_id: dict[str, SimDevice] = {}
-        self._by_id = by_id
 
         def on_stored(device_id: str, piv: int, message: bytes) -> None:
-            device = by_id.get(device_id)
+            device = self.by_id.get(device_id)
             if device:
                 device.on_stored(piv, message)
 
         ingest = Ingest(self.server, log=log, on_stored=on_stored)
         ready = threading.Event()
         assert self.broker is not None
+        port = self.broker.port  # an outage restarts the broker on the same port
 
         def run_ingest() -> None:
             try:
-                ingest.run(self.broker.port if self.broker else 0, stop=self.stop_ingest,
-                           ready=ready)
+                ingest.run(port, stop=self.stop_ingest, ready=ready)
             finally:
                 log.close()
 
@@ -350,7 +349,7 @@ class Simulation:
             d = SimDevice(i, device, scenario, logs / f"device-{i}.log",
                           PayloadOpener({key.key_id: key}, in_order=False))
             self.devices.append(d)
-            self._by_id[device.device_id] = d
+            self.by_id[device.device_id] = d
 
     def _device(self, fs: Path, state: Path, port: int) -> Device:
         """The device in `state`, provisioned on first use; it learns this run's port."""
