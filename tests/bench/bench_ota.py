@@ -1,7 +1,8 @@
 """OTA image verification on the MicroPython unix port, for 1 MB and 4 MB images
 signed by imgtool: throughput of the streaming verifier as a ratio to raw
-hashlib.sha256 over the same bytes in the same run (goal >= 0.9), the Ed25519
-verify time, and the peak GC heap above idle (goal: the same for both sizes,
+hashlib.sha256 over the same bytes in the same run (goal >= 0.9; the streaming
+part, each the fastest of 5 runs), the final checks' time (Ed25519 with the
+image's own signature), and the peak GC heap above idle (goal: the same for both sizes,
 under 16 KB), found as the smallest heap each step completes in.
 """
 
@@ -43,13 +44,32 @@ def hash_only():
             if not n:
                 return h.digest()
             h.update(memoryview(buf)[:n])
-t = time.ticks_us(); hash_only(); raw = time.ticks_diff(time.ticks_us(), t)
+def best_us(run, times=5):  # the fastest of a few runs: the least disturbed by the machine
+    best = None
+    for _ in range(times):
+        t = time.ticks_us()
+        run()
+        us = time.ticks_diff(time.ticks_us(), t)
+        best = us if best is None else min(best, us)
+    return best
+def stream():  # parse, hash and hand on every byte: what scales with the image
+    global v
+    v = image.Verifier(trust, install.NullSink(), 1 << 23, 0)
+    install.feed_file(v, IMAGE)
 code = compile(VERIFY_CODE, "verify", "exec")
-t = time.ticks_us(); exec(code); full = time.ticks_diff(time.ticks_us(), t)
-t = time.ticks_us()
-ed25519.verify(trust["keys"][0][-32:], img.digest, bytes(64))
-sig = time.ticks_diff(time.ticks_us(), t)
-print("raw_us=%d" % raw, "verify_us=%d" % full, "ed25519_us=%d" % sig)
+raw = best_us(hash_only)
+streamed = best_us(stream)
+full = best_us(lambda: exec(code))
+checks = []  # finish() once per streamed image: a digest is taken only once
+def check():
+    stream()
+    t = time.ticks_us()
+    v.finish()
+    checks.append(time.ticks_diff(time.ticks_us(), t))
+for _ in range(3):
+    check()
+print("raw_us=%d" % raw, "stream_us=%d" % streamed, "verify_us=%d" % full,
+      "checks_us=%d" % min(checks))
 """
 
 
@@ -69,11 +89,12 @@ def main() -> None:
                 "IMAGE", repr(str(img)))
             f = figures(setup + timed)
             idle, peak = min_heap(setup), min_heap(setup + verify)
-            ratio = f["raw_us"] / (f["verify_us"] - f["ed25519_us"])
-            print(f"verify {mb} MB image: {f['verify_us'] / 1000:.0f} ms; raw sha256 "
-                  f"{f['raw_us'] / 1000:.0f} ms; throughput ratio (signature check aside) "
-                  f"{ratio:.2f} (goal >= 0.9); Ed25519 verify {f['ed25519_us'] / 1000:.1f} ms; "
-                  f"peak heap above idle {(peak - idle) / 1024:.1f} KB (goal < 16 KB)", flush=True)
+            ratio = f["raw_us"] / f["stream_us"]
+            print(f"verify {mb} MB image: {f['verify_us'] / 1000:.0f} ms in all; streaming "
+                  f"(parse, hash, write) {f['stream_us'] / 1000:.1f} ms against raw sha256 "
+                  f"{f['raw_us'] / 1000:.1f} ms: throughput ratio {ratio:.2f} (goal >= 0.9); "
+                  f"final checks with Ed25519 {f['checks_us'] / 1000:.1f} ms; peak heap above "
+                  f"idle {(peak - idle) / 1024:.1f} KB (goal < 16 KB)", flush=True)
 
 
 if __name__ == "__main__":
