@@ -76,7 +76,8 @@ class Ingest:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
-    on_stored: Callable[[str, int, bytes], None] | None = None  # (device id, piv, message)
+    # (device id, partial IV, opened payload): for an in-process watcher (the sim)
+    on_stored: Callable[[str, int, bytes], None] | None = None
     _keys: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ class Ingest:
             return self._reject(device_id, "topic names another device than the key's")
         opener = PayloadOpener({kid: owner[1]}, in_order=False)
         try:
-            _, piv, _ = opener.open(message, device_id, topic)
+            _, piv, plaintext = opener.open(message, device_id, topic)
         except PayloadError as e:
             return self._reject(device_id, str(e))
         try:
@@ -118,7 +119,7 @@ class Ingest:
         print(f"ingest: stored device={device_id} piv={piv} bytes={len(message)}",
               file=self.log, flush=True)
         if self.on_stored:
-            self.on_stored(device_id, piv, message)
+            self.on_stored(device_id, piv, plaintext)
         return "stored"
 
     def _reject(self, who: str, why: str) -> str:

@@ -131,10 +131,14 @@ class PayloadOpener:
         return kid, counter, plaintext
 
     def open_senml(self, message: bytes, device_id: str, topic: str) -> list[dict[str, Any]]:
-        _, _, plaintext = self.open(message, device_id, topic)
-        try:
-            return resolve_senml(cbor2.loads(plaintext))
-        except PayloadError:
-            raise
-        except Exception as e:
-            raise PayloadError(f"payload is not SenML-CBOR: {e}") from None
+        return decode_senml(self.open(message, device_id, topic)[2])
+
+
+def decode_senml(plaintext: bytes) -> list[dict[str, Any]]:
+    """An opened payload's SenML records, resolved; PayloadError if it is not SenML-CBOR."""
+    try:
+        return resolve_senml(cbor2.loads(plaintext))
+    except PayloadError:
+        raise
+    except Exception as e:
+        raise PayloadError(f"payload is not SenML-CBOR: {e}") from None
