@@ -131,12 +131,14 @@ class Server:
                 raise ToolError(f"device {device_id} or its key id is already "
                                 "registered") from None
 
-    def keys(self) -> dict[bytes, tuple[str, DeviceKey]]:
-        """key id -> (device id, key), every key unwrapped."""
+    def keys(self, only: str | None = None) -> dict[bytes, tuple[str, DeviceKey]]:
+        """key id -> (device id, key), unwrapped: every device's, or `only` this one's."""
         kek = self._kek()
         out = {}
+        where = (" WHERE device_id = ?", (only,)) if only else ("", ())
         with self._keys_db() as db:
-            for device_id, kid, wrapped, base_iv in db.execute("SELECT * FROM device_keys"):
+            for device_id, kid, wrapped, base_iv in db.execute("SELECT * FROM device_keys"
+                                                               + where[0], where[1]):
                 try:
                     out[kid] = (device_id, DeviceKey(kid, aes_key_unwrap(kek, wrapped), base_iv))
                 except InvalidUnwrap:
@@ -145,9 +147,8 @@ class Server:
         return out
 
     def device_key(self, device_id: str) -> DeviceKey:
-        for owner, key in self.keys().values():
-            if owner == device_id:
-                return key
+        for _, key in self.keys(only=device_id).values():
+            return key
         raise ToolError(f"no key for device {device_id}: it was never provisioned here, or "
                         "it was forgotten (its stored messages can no longer be opened)")
 
