@@ -34,8 +34,11 @@ check: deps
 	$(WS) check
 	$(VENV)/bin/ruff check host_tools tests --exclude tests/target
 
+# Every test on the sim board, then the target suite again on board/esp32_devkitc's
+# module over the esp32-port model (board/sim/esp32port).
 test: check
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest tests/target --target-board=esp32_devkitc
 
 sim: deps
 	$(WS) sim
@@ -54,8 +57,9 @@ hil: deps
 	$(WS) hil --port $(PORT) $(if $(BROKER),--broker $(BROKER),--suite-only)
 
 flash: deps
-	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyUSB0 BUNDLE=bundles/dev-1 [FIRMWARE=micropython.bin]"; exit 2; }
-	$(WS) flash --port $(PORT) --bundle $(BUNDLE) $(if $(FIRMWARE),--firmware $(FIRMWARE),--app-only)
+	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyUSB0 BUNDLE=bundles/dev-1 [FIRMWARE=ESP32_GENERIC-OTA-<date>-v1.29.0.bin]"; \
+	  echo "FIRMWARE: MicroPython's ESP32_GENERIC, variant OTA: its combined .bin, written at 0x1000 (signed firmware updates go into its second OTA slot); STOCK_FIRMWARE=1 to flash one without OTA slots"; exit 2; }
+	$(WS) flash --port $(PORT) --bundle $(BUNDLE) $(if $(FIRMWARE),--firmware $(FIRMWARE),--app-only) $(if $(STOCK_FIRMWARE),--stock-firmware)
 
 clean:
 	rm -rf build .cache

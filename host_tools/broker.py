@@ -12,17 +12,21 @@ Revoked certificates are in the CRL; the broker rereads it on SIGHUP.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
 from host_tools.paths import ToolError
-from host_tools.pki import FleetCA
+from host_tools.pki import FleetCA, write_private, write_public
 from host_tools.service import Service, die_with_parent
 
 INGEST_ID = "ingest"
@@ -52,27 +56,31 @@ topic readwrite updates/#
 """
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.1",
-                 run_as_me: bool = False, verbose: bool = False) -> Path:
+                 run_as_me: bool = False, verbose: bool = False,
+                 names: Iterable[str] = ()) -> Path:
     """Write mosquitto.conf, its ACL and the TLS files into `out`; return the .conf.
 
-    The server certificate is issued for localhost on first use. `run_as_me`:
-    a broker started by this user (tests, the sim) keeps this user's rights
-    instead of dropping to the mosquitto user, which could not read 0600 keys.
+    The server certificate names localhost, 127.0.0.1, `names` (the host names
+    and addresses devices reach the broker by) and whatever it named before;
+    it is (re-)issued when it lacks one (FleetCA.ensure_broker_certificate).
+    Bad names: ToolError before anything is written. `run_as_me`: a broker
+    started by this user (tests, the sim) keeps this user's rights instead of
+    dropping to the mosquitto user, which could not read 0600 keys.
     """
+    ca.ensure_broker_certificate(names)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(out, 0o700)
-    if not (ca.directory / "localhost.crt").exists():
-        ca.issue("localhost", server=True)
-    for name in ("ca.crt", "localhost.crt", "localhost.key", "crl.pem"):
-        shutil.copy2(ca.directory / name, out / name)
-    os.chmod(out / "localhost.key", 0o600)
+    # each file whole: a running broker rereads them on SIGHUP
+    for source in (ca.cert_path, ca.broker_cert_path, ca.crl_path):
+        write_public(out / source.name, source.read_bytes())
+    write_private(out / ca.broker_key_path.name, ca.broker_key_path.read_bytes())
     (out / "acl").write_text(ACL)
     lines = [
         "# wearsafe: TLS with client certificates only; there is no plaintext listener.",
@@ -96,8 +104,8 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         f"listener {port} {host}",
         "protocol mqtt",
         f"cafile {out / 'ca.crt'}",
-        f"certfile {out / 'localhost.crt'}",
-        f"keyfile {out / 'localhost.key'}",
+        f"certfile {out / ca.broker_cert_path.name}",
+        f"keyfile {out / ca.broker_key_path.name}",
         f"crlfile {out / 'crl.pem'}",
         "require_certificate true",
         "use_identity_as_username true",
@@ -140,23 +148,68 @@ def write_aws_policy(out: Path) -> Path:
 
 
 class Broker(Service):
-    """A Mosquitto of ours on a free loopback port; stopped on exit."""
+    """A Mosquitto of ours on a free port of a loopback address (`host`, default
+    127.0.0.1); its certificate also names `names`. Stopped on exit."""
 
     def __init__(self, workdir: Path, ca: FleetCA, port: int | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, host: str = "127.0.0.1",
+                 names: Iterable[str] = ()) -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ToolError(f"a local broker listens on a loopback address, not {host!r}: "
+                            "for a broker the LAN reaches, use `wearsafe broker-config`")
         self.workdir = workdir
         self.verbose = verbose
         self.ca = ca
-        self.port = port or free_port()
+        self.host = host
+        self.names = list(names)
+        self.port = port or free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "mosquitto.log"
+
+    def _write_config(self) -> Path:
+        return write_config(self.workdir, self.ca, self.port, self.host, run_as_me=True,
+                            verbose=self.verbose, names=self.names)
+
+    def reload(self, names: Iterable[str] = ()) -> None:
+        """Rewrite the configuration (the certificate re-issued if it lacks one of
+        `names`, or copied again if it changed since) and have the running broker
+        reread its certificates: Mosquitto does on SIGHUP."""
+        self.names = [*self.names, *names]
+        self._write_config()
+        if self.process is None or self.process.poll() is not None:
+            raise ToolError("the broker is not running")
+        os.kill(self.process.pid, signal.SIGHUP)
+        certified = self.ca.certified_broker_names() or []
+        deadline = time.monotonic() + 10
+        while not self._serves(certified):  # it rereads them between two passes of its loop
+            if time.monotonic() > deadline:
+                raise ToolError(f"the broker did not take its new certificate:\n"
+                                f"{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def _serves(self, names: list[str]) -> bool:
+        """Whether the certificate the broker presents names each of `names`."""
+        context = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        for name in names:
+            try:
+                with (socket.create_connection((self.host, self.port), timeout=2) as sock,
+                      context.wrap_socket(sock, server_hostname=name)):
+                    pass
+            except ssl.SSLCertVerificationError:
+                return False
+            except OSError:
+                pass  # past the check of its certificate: the broker wanted ours
+        return True
 
     def start(self) -> Self:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.access(mosquitto, os.X_OK):
             raise ToolError("mosquitto not found: run `make deps` (Debian package mosquitto)")
-        conf = write_config(self.workdir, self.ca, self.port, run_as_me=True,
-                            verbose=self.verbose)
+        conf = self._write_config()
         log = open(self.log, "ab")  # noqa: SIM115 - the broker writes it as long as it runs
         self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=log, start_new_session=True,
@@ -168,7 +221,7 @@ class Broker(Service):
             if self.process.poll() is not None:
                 raise ToolError(f"mosquitto exited at start:\n{self.log.read_text()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 return self
             except OSError:
                 if time.monotonic() > deadline:

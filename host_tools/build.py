@@ -24,6 +24,8 @@ from host_tools.paths import (
 
 ROOT_SCRIPTS = ("boot.py", "main.py")
 BOARD_HOST_FILES = ("manifest.py",)  # read by the MicroPython build, not the device
+# Test equipment beside the sim board, built on its own (host_tools.esp32model).
+NOT_ON_DEVICE = ("esp32port",)
 
 
 def device_sources(board: str) -> list[tuple[Path, Path]]:
@@ -34,7 +36,8 @@ def device_sources(board: str) -> list[tuple[Path, Path]]:
     for tree in trees:
         for src in sorted(tree.rglob("*.py")):
             rel = src.relative_to(tree)
-            if tree == board_dir and rel.name in BOARD_HOST_FILES:
+            if tree == board_dir and (rel.name in BOARD_HOST_FILES
+                                      or rel.parts[0] in NOT_ON_DEVICE):
                 continue
             sources.append((src, rel))
     return sources

@@ -40,16 +40,42 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
-               faults, args.live)
+               faults, args.live, args.board)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
+    import ipaddress
+
     from host_tools.broker import write_aws_policy, write_config
+    from host_tools.pki import LOCAL_NAMES, broker_names
     from host_tools.server import Server
 
+    try:  # a broker listening on one address is reached at it
+        listen = [] if ipaddress.ip_address(args.host).is_unspecified else [args.host]
+    except ValueError:
+        listen = []
+    names = broker_names([*args.broker_name, *listen])  # checked before anything is written
     server = Server(args.server).init()
-    conf = write_config(args.out, server.ca, args.port, args.host)
+    ca = server.ca
+    existed = ca.broker_cert_path.exists()
+    installed = args.out / ca.broker_cert_path.name
+    before = installed.read_bytes() if installed.is_file() else None
+    reissued = ca.ensure_broker_certificate(names)
+    conf = write_config(args.out, ca, args.port, args.host, names=names)
     print(f"{conf}\n{write_aws_policy(args.out)}")
+    certified = ca.certified_broker_names() or []
+    print(f"broker certificate names: {', '.join(certified)} (devices' --broker-host must be "
+          "one of these)")
+    if reissued and existed:
+        print("re-issued the broker certificate: reload the broker (send it SIGHUP, or "
+              "restart it) so it presents the new one; a broker configured from another "
+              "directory needs this command run for that directory first")
+    elif before is not None and before != installed.read_bytes():
+        print(f"the broker certificate in {args.out} changed: reload the broker (send it "
+              "SIGHUP, or restart it)")
+    if set(certified) <= set(LOCAL_NAMES):
+        print("devices on the network reach the broker by its LAN host name or address: "
+              "name each with --broker-name")
     return 0
 
 
@@ -129,17 +155,24 @@ def cmd_verify_image(args: argparse.Namespace) -> int:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     from host_tools.build import build
+    from host_tools.pki import host_name
     from host_tools.provision import provision
     from host_tools.server import Server
 
     paths.check_board(args.board)
+    broker_host = host_name(args.broker_host)  # checked before anything is written
     new_ca = not (args.server / "pki" / "ca.key").exists()
     server = Server(args.server).init()
-    settings = {"broker_host": args.broker_host, "broker_port": args.broker_port,
+    new_broker_cert = not server.ca.broker_cert_path.exists()
+    settings = {"broker_host": broker_host, "broker_port": args.broker_port,
                 "batch_seconds": args.batch_seconds}
     device = provision(server, args.board, args.out, settings, force=args.force,
                        sim_fs=build("sim") if args.board == "sim" else None)
     print(f"{'created the fleet CA in ' if new_ca else 'fleet CA: '}{server.ca.directory}")
+    if new_broker_cert:
+        names = ", ".join(server.ca.certified_broker_names() or [])
+        print(f"issued the broker certificate for {names}: install it with `wearsafe "
+              f"broker-config --server {server.directory} --out DIR`")
     print(f"provisioned device {device.device_id} for board {args.board}: bundle in {args.out}; "
           f"payload key registered in {server.directory}")
     if not server.update_keys():
@@ -152,7 +185,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from host_tools.flash import flash
 
     flash(args.port, args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
-          frozen=args.frozen, wifi=args.wifi, baud=args.baud, dry_run=args.dry_run)
+          frozen=args.frozen, wifi=args.wifi, baud=args.baud, dry_run=args.dry_run,
+          stock_firmware=args.stock_firmware)
     return 0
 
 
@@ -214,11 +248,14 @@ def cmd_vboard(args: argparse.Namespace) -> int:
     from host_tools.service import sigterm_as_ctrl_c
     from host_tools.vboard import VirtualBoard
 
-    with sigterm_as_ctrl_c(), VirtualBoard(args.dir) as board:
-        print(f"virtual board on {board.port} (root {board.root}); Ctrl-C stops it", flush=True)
+    with sigterm_as_ctrl_c(), VirtualBoard(args.dir, args.heap, args.board) as board:
+        print(f"virtual board ({board.board}, {board.heapsize} heap) on {board.port} (root "
+              f"{board.root}); Ctrl-C stops it", flush=True)
         try:
             assert board.process is not None
             board.process.wait()
+            err = board.process.stderr.read().decode() if board.process.stderr else ""
+            raise paths.ToolError(f"the virtual board stopped: {err.strip()}")
         except KeyboardInterrupt:
             pass
     return 0
@@ -250,6 +287,9 @@ def parser() -> argparse.ArgumentParser:
     sp = add("sim", cmd_sim, "run a broker, the ingest and a fleet of simulated devices end "
                              "to end, with a live view; a summary at the end")
     sp.add_argument("--devices", type=int, default=5, help="how many devices (default 5)")
+    sp.add_argument("--board", default="sim", choices=("sim", "esp32_devkitc"),
+                    help="sim (default), or esp32_devkitc: that board's module over the "
+                         "esp32-port model (board/sim/esp32port)")
     sp.add_argument("--duration", type=float,
                     help="seconds to run (default: until Ctrl-C)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
@@ -279,7 +319,13 @@ def parser() -> argparse.ArgumentParser:
                     help="server directory holding the fleet CA (created if missing)")
     sp.add_argument("--out", type=Path, required=True, help="directory to write into")
     sp.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
-    sp.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    sp.add_argument("--host", default="0.0.0.0",
+                    help="address to listen on (an address other than 0.0.0.0 or :: is put "
+                         "in the certificate too)")
+    sp.add_argument("--broker-name", action="append", default=[], metavar="NAME",
+                    help="a DNS name or IP address devices reach the broker by, for its "
+                         "certificate (repeatable; localhost and 127.0.0.1 always; names "
+                         "certified before stay; no wildcards)")
     sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
     sp.add_argument("--server", type=Path, default=default_server, help="server directory")
     sp.add_argument("--host", default="localhost", help="broker host name (its certificate's)")
@@ -332,8 +378,9 @@ def parser() -> argparse.ArgumentParser:
                          "(default esp32_devkitc)")
     sp.add_argument("--server", type=Path, default=default_server,
                     help="server directory: fleet CA (created on first use), key vault")
-    sp.add_argument("--broker-host", default="localhost", help="broker host name the device "
-                                                               "connects to")
+    sp.add_argument("--broker-host", default="localhost",
+                    help="broker host name or IP address the device connects to; the "
+                         "broker's certificate must name it (broker-config --broker-name)")
     sp.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
     sp.add_argument("--batch-seconds", type=int, default=60,
                     help="seconds of vitals per sealed message (default 60)")
@@ -344,7 +391,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     sp.add_argument("--bundle", type=Path, required=True,
                     help="device bundle from `wearsafe provision`")
-    sp.add_argument("--firmware", type=Path, help="MicroPython .bin for the chip")
+    sp.add_argument("--firmware", type=Path,
+                    help="MicroPython's combined firmware .bin, written at 0x1000: "
+                         "ESP32_GENERIC, variant OTA (two OTA app slots, which signed "
+                         "firmware updates need)")
+    sp.add_argument("--stock-firmware", action="store_true",
+                    help="accept a --firmware without OTA app slots (e.g. the stock "
+                         "ESP32_GENERIC): the board then cannot take signed firmware updates")
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
     sp.add_argument("--app-only", action="store_true",
                     help="keep the MicroPython on the board: copy the app and bundle only")
@@ -386,9 +439,16 @@ def parser() -> argparse.ArgumentParser:
     add("report-security", cmd_report_security, "run the tests of the threat table in "
                                                 "docs/SECURITY.md and print one verdict per "
                                                 "threat with the counts the tests recorded")
-    sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote")
+    sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote; "
+                                   "it resets like a board (soft reset, machine.reset)")
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")
+    sp.add_argument("--board", choices=("sim", "esp32_devkitc"), default="sim",
+                    help="sim: the unix port, running what is copied onto it (wearsafe flash "
+                         "--board sim, the target harness); esp32_devkitc: the esp32 build "
+                         "on the esp32-port model, as an ESP32 runs it (default sim)")
+    sp.add_argument("--heap", default="96K",
+                    help="GC heap the board's code gets (default 96K, like an ESP32)")
     add("bench", cmd_bench, "run the benchmarks in tests/bench and print their figures")
     return p
 

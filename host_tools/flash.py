@@ -1,7 +1,11 @@
-"""Flashing a dev board: stock MicroPython with esptool, then the application
-and the device bundle with mpremote, then the payload key into NVS.
+"""Flashing a dev board: MicroPython (ESP32_GENERIC, variant OTA) with esptool, then the
+application and the device bundle with mpremote, then the payload key into NVS.
 
 Steps (`--dry-run` prints them as commands):
+  0. the firmware file is read first: it must be a combined image for the
+     chip (bootloader, partition table, app) whose partition table has
+     otadata and two OTA app slots, as MicroPython's ESP32_GENERIC variant OTA
+     has; a stock image without them only with --stock-firmware
   1. esptool erase-flash                      (skipped with --app-only)
   2. esptool write-flash at the chip's offset (board/<board>/flash.json)
   3. mpremote copies build/<board>/fs: boot.py, main.py, lib/ (not lib/ with
@@ -18,12 +22,15 @@ those in `ps`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.build import build
@@ -47,6 +54,135 @@ def flash_settings(board: str) -> dict[str, object]:
         raise ToolError(f"board {board} has no flash.json: it is not flashed with esptool "
                         "(use --app-only to copy the application onto it)")
     return json.loads(path.read_text())
+
+
+# A combined ESP32 image (MicroPython's firmware.bin; the .bin downloads of
+# micropython.org) is flash from firmware_offset on: the second-stage
+# bootloader, then the partition table at partition_table_offset, then the app
+# at the first app partition (ports/esp32/makeimg.py). ESP-IDF's partition
+# table (components/partition_table/gen_esp32part.py): 32-byte entries, each
+# magic AA 50, type, subtype, offset u32 LE, size u32 LE, label (16 bytes,
+# NUL-padded), flags u32 LE; then, optionally, EB EB FF*14 and the MD5 of the
+# entries before it; 0xFF after the last, within 0xC00 bytes.
+_IMAGE_MAGIC = 0xE9  # esp_image_header_t.magic, at the start of a bootloader and of an app
+_APP_DESC_MAGIC = 0xABCD5432  # esp_app_desc_t, the start of an app's first segment (0x20)
+_ENTRY = struct.Struct("<2sBBII16sI")
+_ENTRY_MAGIC = b"\xaa\x50"
+_MD5_MARKER = b"\xeb\xeb" + b"\xff" * 14
+_TABLE_MAX = 0xC00
+_APP, _DATA = 0x00, 0x01
+_DATA_OTA = 0x00  # otadata: which OTA app slot boots
+_APP_OTA = range(0x10, 0x20)  # ota_0 .. ota_15
+
+
+@dataclass(frozen=True)
+class Partition:
+    label: str
+    type: int
+    subtype: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class FirmwareImage:
+    partitions: list[Partition]
+
+    @property
+    def ota_slots(self) -> list[Partition]:
+        return [p for p in self.partitions if p.type == _APP and p.subtype in _APP_OTA]
+
+    @property
+    def has_ota(self) -> bool:
+        """otadata and two OTA app slots: what a signed firmware update needs."""
+        otadata = any(p.type == _DATA and p.subtype == _DATA_OTA for p in self.partitions)
+        return otadata and len(self.ota_slots) >= 2
+
+    def labels(self) -> str:
+        return ", ".join(p.label for p in self.partitions)
+
+
+def parse_partition_table(table: bytes) -> list[Partition]:
+    """The entries of a binary partition table; ValueError if it is not one or is damaged."""
+    if table[:2] != _ENTRY_MAGIC:
+        raise ValueError("no partition table")
+    partitions: list[Partition] = []
+    for at in range(0, min(len(table), _TABLE_MAX), _ENTRY.size):
+        entry = table[at:at + _ENTRY.size]
+        if entry[:16] == _MD5_MARKER:
+            if hashlib.md5(table[:at]).digest() != entry[16:]:
+                raise ValueError("its MD5 does not match its entries")
+            return partitions
+        if entry == b"\xff" * _ENTRY.size:
+            return partitions
+        if len(entry) < _ENTRY.size or entry[:2] != _ENTRY_MAGIC:
+            raise ValueError(f"entry {len(partitions)} at +0x{at:x} is neither an entry "
+                             "nor the end of the table")
+        _, ptype, subtype, offset, size, label, _ = _ENTRY.unpack(entry)
+        partitions.append(Partition(label.rstrip(b"\0").decode("ascii", "replace"),
+                                    ptype, subtype, offset, size))
+    raise ValueError("it does not end within 0xc00 bytes")
+
+
+def _chip_names() -> dict[int, str]:
+    from esptool.targets import CHIP_DEFS  # type: ignore[import-untyped]
+
+    return {rom.IMAGE_CHIP_ID: name for name, rom in CHIP_DEFS.items()
+            if getattr(rom, "IMAGE_CHIP_ID", None) is not None}
+
+
+def inspect_firmware(path: Path, board: str, stock_firmware: bool = False) -> FirmwareImage:
+    """Check path is a combined image for the board's chip, with OTA app slots unless
+    stock_firmware; ToolError saying what is wrong and what to flash instead."""
+    settings = flash_settings(board)
+    chip, wanted = str(settings["chip"]), str(settings["firmware"])
+    base = int(str(settings["firmware_offset"]), 0)
+    table_at = int(str(settings["partition_table_offset"]), 0) - base
+    data = path.read_bytes()
+    combined = (f"a combined firmware image written at 0x{base:x} (bootloader, partition "
+                f"table at 0x{base + table_at:x}, app)")
+    if len(data) < 24 or data[0] != _IMAGE_MAGIC:
+        raise ToolError(f"{path} is not an ESP32 firmware image: it does not start with an "
+                        f"ESP image header (byte 0xe9), as {combined} does. "
+                        f"Flash the {wanted}")
+    chip_id = int.from_bytes(data[12:14], "little")
+    names = _chip_names()
+    if names.get(chip_id, chip) != chip:
+        raise ToolError(f"{path} is built for {names[chip_id]}, not for this board's {chip}. "
+                        f"Flash the {wanted}")
+    if len(data) >= 0x24 and int.from_bytes(data[0x20:0x24], "little") == _APP_DESC_MAGIC:
+        raise ToolError(f"{path} is an app image alone (what goes into an app partition at "
+                        "0x10000 or, carried by a signed firmware update, into an OTA slot: "
+                        "micropython.bin of a build, the .app-bin download), not "
+                        f"{combined}. Flash the {wanted}")
+    try:
+        partitions = parse_partition_table(data[table_at:table_at + 0x1000])
+    except ValueError as e:
+        what = ("has no partition table" if str(e) == "no partition table"
+                else f"has a damaged partition table ({e})")
+        raise ToolError(f"{path} {what} at 0x{base + table_at:x} ({table_at:#x} into the "
+                        f"file): it is not {combined}. Flash the {wanted}") from None
+    apps = [p for p in partitions if p.type == _APP]
+    if not apps:
+        raise ToolError(f"{path}: its partition table has no app partition "
+                        f"({', '.join(p.label for p in partitions) or 'no entries'})")
+    app = apps[0]
+    app_at = app.offset - base
+    if not (len(data) > app_at + 0x24 and data[app_at] == _IMAGE_MAGIC
+            and int.from_bytes(data[app_at + 0x20:app_at + 0x24], "little") == _APP_DESC_MAGIC):
+        raise ToolError(f"{path} has no app at 0x{app.offset:x} (partition {app.label}): the "
+                        f"file is cut short or is not {combined}. Flash the {wanted}")
+    if len(data) - app_at > app.size:
+        raise ToolError(f"{path}: its app ({len(data) - app_at} bytes) is larger than its "
+                        f"partition {app.label} (0x{app.size:x} bytes)")
+    image = FirmwareImage(partitions)
+    if not image.has_ota and not stock_firmware:
+        raise ToolError(f"{path} has no OTA app slots (partitions: {image.labels()}). Signed "
+                        "firmware updates are written into whichever of two OTA app slots is "
+                        "not running, which the bootloader (told by otadata) boots on trial: a "
+                        "board flashed with this firmware can never take one. Flash the "
+                        f"{wanted}; or pass --stock-firmware to flash this one anyway")
+    return image
 
 
 def esptool_steps(port: str, board: str, firmware: Path | None, baud: int | None
@@ -86,7 +222,7 @@ def check_bundle(bundle: Path) -> str:
 
 def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
           app_only: bool = False, frozen: bool = False, wifi: Path | None = None,
-          baud: int | None = None, dry_run: bool = False,
+          baud: int | None = None, dry_run: bool = False, stock_firmware: bool = False,
           say: Callable[[str], None] = print) -> None:
     device_id = check_bundle(bundle)
     if firmware is not None and not firmware.is_file():
@@ -94,6 +230,13 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
     if wifi is not None and not wifi.is_file():
         raise ToolError(f"Wi-Fi settings {wifi} not found (JSON: {{\"ssid\": ..., \"key\": ...}})")
     steps = [] if app_only else esptool_steps(port, board, firmware, baud)
+    image = None
+    if firmware is not None and not app_only:
+        image = inspect_firmware(firmware, board, stock_firmware)
+    note = None
+    if image is not None and not image.has_ota:
+        note = (f"{firmware} has no OTA app slots (partitions: {image.labels()}): this board "
+                "will not be able to take signed firmware updates")
     fs = build(board) if not dry_run else Path("build") / board / "fs"
     steps += mpremote_steps(port, fs, bundle, wifi, frozen)
     key_file = bundle / FACTORY_KEY
@@ -103,7 +246,12 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
         if key_file.exists():
             say(f"(then the payload key in {key_file} is written into the board's NVS by "
                 "an mpremote run script, and deleted from the bundle)")
+        if note:
+            say(f"(--stock-firmware: {note})")
         return
+    if image is not None:
+        slots = ", ".join(f"{p.label} 0x{p.size:x} bytes" for p in image.ota_slots)
+        say(f"warning: {note}" if note else f"firmware {firmware}: OTA app slots {slots}")
     for n, step in enumerate(steps, 1):
         say(f"[{n}/{len(steps) + key_file.exists()}] {shlex.join(step[1:])}")
         _run(step)

@@ -20,17 +20,26 @@ from pathlib import Path
 from host_tools.broker import INGEST_ID, UP_TOPIC
 from host_tools.ingest import open_server, start_client, tls_client
 from host_tools.paths import TARGET_TESTS, ToolError
-from host_tools.payloads import PayloadError, PayloadOpener
-from host_tools.target import BoardTarget
+from host_tools.payloads import DeviceKey, PayloadError, PayloadOpener
+from host_tools.server import Server
+from host_tools.target import BOARD_HOME, BoardTarget
 
 E2E_BATCH_SECONDS = 2
 
 
 def run_suite(port: str, board: str, select: str | None) -> int:
+    """The target suite through mpremote. It works in :wstest/ on the board and removes
+    it at its end (host_tools.target.BoardTarget); should pytest die first, it goes here."""
     extra = ["-k", select] if select else []
-    return subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                            str(TARGET_TESTS), f"--target={port}", f"--target-board={board}",
-                            *extra])
+    try:
+        return subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                                str(TARGET_TESTS), f"--target={port}",
+                                f"--target-board={board}", *extra])
+    finally:
+        try:
+            BoardTarget(port, board, Path(".")).remove_home()
+        except ToolError as e:
+            print(f"hil: could not check the board for :{BOARD_HOME}/: {e}")
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -46,11 +55,19 @@ def board_end_to_end(port: str, board: str, broker: str, server_dir: Path,
     host, broker_port = parse_broker(broker)
     server = open_server(server_dir)
     target = BoardTarget(port, board, Path("."))
-    target.mpremote("exec", "import gc; gc.collect()")  # what the suite left behind
     device_id = target.mpremote("fs", "cat", ":device-id").strip().splitlines()[-1]
     key = server.device_key(device_id)
-    original = target.mpremote("fs", "cat", ":settings.json")
-    settings = json.loads(original[original.index("{"):])
+    with tempfile.TemporaryDirectory() as tmp:
+        # the board's own settings.json, byte for byte: it goes back as it was
+        original = Path(tmp) / "settings.json"
+        target.mpremote("fs", "cp", ":settings.json", str(original))
+        return _end_to_end(target, server, device_id, key, host, broker_port, original,
+                           seconds)
+
+
+def _end_to_end(target: BoardTarget, server: Server, device_id: str, key: DeviceKey,
+                host: str, broker_port: int, original: Path, seconds: int) -> int:
+    settings = json.loads(original.read_text())
     arrived: queue.Queue[bytes] = queue.Queue()
     client = tls_client(server, INGEST_ID, f"hil-{secrets.token_hex(4)}")
     client.on_message = lambda c, u, m: arrived.put(bytes(m.payload))
@@ -61,10 +78,11 @@ def board_end_to_end(port: str, board: str, broker: str, server_dir: Path,
         _put_settings(target, dict(settings, broker_host=host, broker_port=broker_port,
                                    batch_seconds=E2E_BATCH_SECONDS))
         try:
+            # from a soft reset, as the board starts the app: a fresh heap, boot.py run
             log = target.mpremote("exec", f"import wearsafe.app; wearsafe.app.run({seconds})",
-                                  timeout=seconds + 120)
+                                  timeout=seconds + 120, reset=True)
         finally:
-            _put_settings(target, settings)
+            target.mpremote("fs", "cp", str(original), ":settings.json")
         return _judge(arrived, PayloadOpener({key.key_id: key}, in_order=False), device_id,
                       topic, log)
     finally:

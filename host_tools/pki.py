@@ -5,8 +5,15 @@ Layout of a PKI directory (0700; every private key 0600, never printed):
 
     ca.key, ca.crt          the fleet CA
     <name>.key, <name>.crt  an identity it issued (CN = name)
+    localhost.key, .crt     the broker's: serverAuth, its subjectAltName lists every
+                            host name and address devices reach the broker by
     revoked.txt             serial numbers revoked, one per line (hex)
     crl.pem                 the CRL, re-signed at every revocation
+
+A device checks the broker's host name against that list (CERT_REQUIRED,
+server_hostname = its broker_host), so the list only grows: a name leaves it
+only when the operator deletes the broker's key and certificate and names
+the broker again (`wearsafe broker-config --broker-name ...`).
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -26,6 +36,13 @@ from host_tools.paths import ToolError
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
+BROKER_CN = "localhost"  # the broker's identity: localhost.key, localhost.crt
+# Always in the broker's certificate: the tools on the broker's own host (the
+# ingest, publish-image, the sim and the tests) reach it by these.
+LOCAL_NAMES = ("localhost", "127.0.0.1")
+RENEW_DAYS = 30  # a broker certificate this close to its end is re-issued
+
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -33,8 +50,76 @@ def write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # a stale .tmp keeps its mode through O_CREAT
         f.write(data)
     os.replace(tmp, path)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a broker rereading it never sees half)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def host_name(text: str) -> str:
+    """A host name or IP address a device may be given as its broker, normalised
+    (DNS names in lower case, addresses in their canonical form); ToolError why not."""
+    if not text.strip():
+        raise ToolError("an empty broker name: give the DNS name or IP address the devices "
+                        "reach the broker by")
+    if "*" in text:
+        raise ToolError(f"broker name {text!r}: wildcards are not accepted; give each host "
+                        "name the devices use (a wildcard certificate would vouch for every "
+                        "host in the domain)")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            raise ToolError(f"broker name {text!r}: an address with a zone (%{address.scope_id}"
+                            ") cannot be certified; give the address without it")
+        return str(address)
+    if re.fullmatch(r"[0-9.]+", text) or ":" in text or text.startswith("["):
+        raise ToolError(f"broker name {text!r} is not a valid IP address: give IPv4 as four "
+                        "numbers 0-255 (e.g. 192.168.1.10), IPv6 without brackets, or a DNS "
+                        "name")
+    name = text.lower()
+    labels = name.split(".")
+    if (not name.isascii() or len(name) > 253 or labels[-1].isdigit()
+            or not all(_LABEL.fullmatch(label) for label in labels)):
+        raise ToolError(f"broker name {text!r} is not a valid host name: dot-separated labels "
+                        "of 1-63 letters, digits and hyphens, none starting or ending with a "
+                        "hyphen, no trailing dot (an internationalised name in its xn-- form)")
+    return name
+
+
+def broker_names(names: Iterable[str] = ()) -> list[str]:
+    """LOCAL_NAMES then `names`, each checked (host_name) and given once."""
+    out = list(LOCAL_NAMES)
+    for name in names:
+        name = host_name(name)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses a certificate's subjectAltName lists."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [name.value.lower() if isinstance(name, x509.DNSName) else str(name.value)
+            for name in san if isinstance(name, x509.DNSName | x509.IPAddress)]
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -103,13 +188,16 @@ class FleetCA:
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
 
-    def issue(self, cn: str, *, server: bool = False, days: float = LEAF_DAYS,
+    def issue(self, cn: str, *, server: bool = False, names: Iterable[str] = (),
+              days: float = LEAF_DAYS,
               not_before: dt.datetime | None = None) -> tuple[Path, Path]:
         """A P-256 key and a certificate for `cn`: (key path, certificate path).
 
-        Client certificates (devices, the ingest) carry clientAuth; the broker's
-        carries serverAuth and names localhost and 127.0.0.1.
+        Client certificates (devices, the ingest) carry clientAuth; a server's
+        carries serverAuth and names localhost, 127.0.0.1, `cn` and `names`
+        (host names and IP addresses, checked before anything is written).
         """
+        san = broker_names([cn, *names]) if server else []
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or _now() - dt.timedelta(minutes=5)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -121,12 +209,62 @@ class FleetCA:
                    .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(cn), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+                [_general_name(name) for name in san]), False)
         cert = builder.sign(self._key(), hashes.SHA256())
         key_path, cert_path = self.directory / f"{cn}.key", self.directory / f"{cn}.crt"
         write_private(key_path, _pem_key(key))
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return key_path, cert_path
+
+    # -- the broker's certificate ---------------------------------------------
+
+    @property
+    def broker_cert_path(self) -> Path:
+        return self.directory / f"{BROKER_CN}.crt"
+
+    @property
+    def broker_key_path(self) -> Path:
+        return self.directory / f"{BROKER_CN}.key"
+
+    def broker_certificate(self) -> x509.Certificate | None:
+        """The broker's certificate, None when there is none (yet) or it is unreadable."""
+        try:
+            return x509.load_pem_x509_certificate(self.broker_cert_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def certified_broker_names(self) -> list[str] | None:
+        """The names the broker's certificate vouches for; None when there is none."""
+        cert = self.broker_certificate()
+        return None if cert is None else certificate_names(cert)
+
+    def _broker_certificate_usable(self, cert: x509.Certificate) -> bool:
+        """Its key is there and matches, this CA signed it, and it is not near its end."""
+        try:
+            key = serialization.load_pem_private_key(self.broker_key_path.read_bytes(), None)
+            cert.verify_directly_issued_by(self.certificate())
+        except (OSError, ValueError, TypeError, InvalidSignature):
+            return False
+        same_key = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
+            cert.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+        return same_key and cert.not_valid_after_utc - _now() > dt.timedelta(days=RENEW_DAYS)
+
+    def ensure_broker_certificate(self, names: Iterable[str] = ()) -> bool:
+        """Make the broker's certificate name LOCAL_NAMES, `names` and every name it
+        already names (devices in the field may use them): re-issued, with its key,
+        when it lacks one of them or is unusable (see _broker_certificate_usable).
+        True when it was (re-)issued. Bad names: ToolError, nothing written."""
+        wanted = broker_names(names)
+        cert = self.broker_certificate()
+        certified = certificate_names(cert) if cert is not None else []
+        if (cert is not None and set(wanted) <= set(certified)
+                and self._broker_certificate_usable(cert)):
+            return False
+        keep = [n for n in certified if _certifiable(n)]  # in their order, new ones after
+        self.issue(BROKER_CN, server=True, names=[*keep, *wanted])
+        return True
 
     def revoked(self) -> list[int]:
         path = self.directory / "revoked.txt"
@@ -156,6 +294,14 @@ class FleetCA:
         tmp = self.crl_path.with_suffix(".tmp")
         tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
         os.replace(tmp, self.crl_path)
+
+
+def _certifiable(name: str) -> bool:
+    try:
+        host_name(name)
+    except ToolError:
+        return False
+    return True
 
 
 def der(pem_path: Path) -> bytes:

@@ -22,6 +22,13 @@ hardware board it waits in factory/payload-key.json (0600) until
 A bundle is written into a staging directory and renamed into place only
 when complete, and the key is registered only then: a failure leaves
 neither a half-written bundle nor a registered key without its device.
+
+The device checks the broker's host name against the broker's certificate,
+so a device is provisioned only with a broker_host that certificate names:
+provisioning never changes the certificate of a broker that may be running
+(`wearsafe broker-config --broker-name` does, and the operator reloads the
+broker). Only when there is no broker certificate yet is it issued, naming
+the device's broker_host.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from pathlib import Path
 from host_tools.images import TRUST_FILE, trust_document
 from host_tools.paths import ToolError, check_board, micropython
 from host_tools.payloads import DeviceKey
-from host_tools.pki import der, write_private
+from host_tools.pki import der, host_name, write_private
 from host_tools.server import Server, private_dir
 
 FACTORY_KEY = "factory/payload-key.json"
@@ -102,6 +109,9 @@ def provision(server: Server, board: str, bundle: Path, settings: dict[str, obje
                         "directory") from None
     except OSError as e:
         raise ToolError(f"cannot create {bundle.parent}: {e.strerror}") from e
+    if isinstance(settings.get("broker_host"), str):
+        settings = dict(settings, broker_host=certified_broker_host(
+            server, str(settings["broker_host"])))
     staging = bundle.with_name(f".{bundle.name}.new")
     shutil.rmtree(staging, ignore_errors=True)
     device_id = secrets.token_hex(8)
@@ -122,6 +132,32 @@ def provision(server: Server, board: str, bundle: Path, settings: dict[str, obje
         raise
     _swap_in(staging, bundle)
     return Device(device_id, bundle)
+
+
+def certified_broker_host(server: Server, host: str) -> str:
+    """`host` (normalised: host_name) once the broker's certificate names it; that
+    certificate is issued naming it if there is none yet. ToolError, saying what to
+    run, when the certificate does not name it: the device would refuse the broker."""
+    name = host_name(host)
+    ca = server.ca
+    certified = ca.certified_broker_names()
+    if certified is None and not ca.broker_cert_path.exists():
+        ca.ensure_broker_certificate([name])  # first use: no broker presents one yet
+        return name
+    if certified is None:
+        raise ToolError(f"the broker's certificate {ca.broker_cert_path} is unreadable: "
+                        f"re-issue it with `wearsafe broker-config --server {server.directory} "
+                        f"--out DIR --broker-name {name}` and reload the broker")
+    if name not in certified:
+        raise ToolError(
+            f"the broker's certificate ({ca.broker_cert_path}) names {', '.join(certified)} "
+            f"but does not name {name!r}: a device given it as broker_host would refuse the "
+            "broker (it checks the broker's host name). Give --broker-host one of those "
+            f"names, or add it: `wearsafe broker-config --server {server.directory} --out "
+            f"DIR --broker-name {name}` (DIR: where your broker's configuration is; the "
+            "names already certified stay), reload the broker (send it SIGHUP, or restart "
+            "it), then provision again")
+    return name
 
 
 def _write_bundle(server: Server, board: str, device_id: str, state: Path,

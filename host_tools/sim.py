@@ -34,13 +34,16 @@ from typing import Any
 
 from host_tools.broker import Broker
 from host_tools.build import build
+from host_tools.esp32model import BOARD as ESP32_BOARD
+from host_tools.esp32model import MODEL_HEAP, POWER_ON, install_payload_key, model_env
 from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, decode_senml
-from host_tools.provision import Device, private_files, provision_sim_device, sim_env
+from host_tools.provision import Device, private_files, provision, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
 from host_tools.service import die_with_parent, sigterm_as_ctrl_c, stop_group
+from host_tools.target import heap_bytes
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
@@ -112,12 +115,19 @@ class SimDevice:
         return len(self.sealed_at.copy().keys() - self.stored_at.copy().keys())
 
     def start(self, fs: Path) -> None:
-        env = sim_env(fs, self.device.state, WEARSAFE_SCENARIO=self.scenario,
-                      WEARSAFE_SIM_SPEED="1", WEARSAFE_SIM_SEED=str(self.index))
-        # cwd: the device's filesystem root, as on a board; boot.py, then main.py.
+        run = {"WEARSAFE_SCENARIO": self.scenario, "WEARSAFE_SIM_SPEED": "1",
+               "WEARSAFE_SIM_SEED": str(self.index)}
+        state = self.device.state
+        if fs.parent.name == "sim":
+            # cwd: the device's filesystem root, as on a board; boot.py, then main.py.
+            env, cwd, heap, code = sim_env(fs, state, **run), fs, SIM_HEAP, "import boot, main"
+        else:  # board/esp32_devkitc over the esp32-port model: its root is its state
+            env, cwd = model_env(fs, state, **run), state
+            heap = str(heap_bytes(SIM_HEAP) + MODEL_HEAP)
+            code = f"{POWER_ON}; import boot, main"
         self.process = subprocess.Popen(
-            [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, main"],
-            cwd=fs, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [micropython(), "-X", f"heapsize={heap}", "-c", code],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_device_process)
         self.link = "starting"
         self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
@@ -270,7 +280,10 @@ class Simulation:
     """The broker, the ingest and the devices of one run; everything stops on exit."""
 
     def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
-                 faults: Faults) -> None:
+                 faults: Faults, board: str = "sim") -> None:
+        if board not in ("sim", ESP32_BOARD):
+            raise ToolError(f"--board must be sim or {ESP32_BOARD} (over the esp32-port model)")
+        self.board = board
         if devices < 1:
             raise ToolError("--devices must be at least 1")
         self.state = private_dir(state)
@@ -289,7 +302,7 @@ class Simulation:
         self.started = time.monotonic()
 
     def run(self, duration: float | None, view: Any) -> dict[str, Any]:
-        fs = build("sim")
+        fs = build(self.board)
         signing_key_for(self.server, self.state / "signing" / "update-key.pem")
         logs = private_dir(self.state / "logs")
         self.broker = Broker(self.server.broker_dir, self.server.ca).start()
@@ -357,7 +370,14 @@ class Simulation:
             settings_path.write_text(json.dumps(settings, indent=1) + "\n")
             (state / "radio-off").unlink(missing_ok=True)
             return Device(known.read_text().strip(), state)
-        return provision_sim_device(self.server, fs, state, port, self.batch_seconds)
+        if self.board == "sim":
+            return provision_sim_device(self.server, fs, state, port, self.batch_seconds)
+        device = provision(self.server, self.board, state, {
+            "batch_seconds": self.batch_seconds, "broker_host": "localhost",
+            "broker_port": port})
+        install_payload_key(fs, state)  # as `wearsafe flash` does on a board
+        (state / "wifi.json").write_text('{"ssid": "wearsafe-sim", "key": "sim"}\n')
+        return device
 
     def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
         """Run until the duration ends or Ctrl-C; the host time it ended."""
@@ -467,14 +487,15 @@ class Simulation:
 
 
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
-        batch_seconds: int, faults: Faults, live: bool | None = None) -> int:
+        batch_seconds: int, faults: Faults, live: bool | None = None,
+        board: str = "sim") -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.simview import view_for
 
     view = view_for(live)
     try:
         with sigterm_as_ctrl_c():
-            simulation = Simulation(state, devices, scenario, batch_seconds, faults)
+            simulation = Simulation(state, devices, scenario, batch_seconds, faults, board)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -4,6 +4,7 @@ A target test module is plain MicroPython: module-level `def test_*()`
 functions using `assert`. A module may declare, as module-level constants:
     HEAP = "160K"     the unix port's GC heap for it (default 96K, like an ESP32)
     UNIX_ONLY = True  it needs the simulated board; skipped on a hardware board
+    BOARDS = ("esp32_devkitc",)  it tests that board's module: collected for it only
     TIMEOUT = 300     seconds before a test counts as hung (default 120)
 Each function runs through tests/target/wstest.py, which prints one result
 line that the host parses.
@@ -12,12 +13,16 @@ line that the host parses.
 from __future__ import annotations
 
 import ast
+import atexit
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.esp32model import MODEL_HEAP, POWER_ON, model_env
 from host_tools.paths import ToolError, venv_tool
 
 DEFAULT_HEAP = "96K"
@@ -31,6 +36,7 @@ class TargetTest:
     function: str
     heap: str = DEFAULT_HEAP
     unix_only: bool = False
+    boards: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
 
     @property
@@ -60,7 +66,8 @@ def collect(path: Path) -> list[TargetTest]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id in ("HEAP", "UNIX_ONLY", "TIMEOUT"):
+            if isinstance(target, ast.Name) and target.id in ("HEAP", "UNIX_ONLY", "TIMEOUT",
+                                                                 "BOARDS"):
                 settings[target.id] = ast.literal_eval(node.value)
     return [
         TargetTest(
@@ -68,6 +75,7 @@ def collect(path: Path) -> list[TargetTest]:
             function=node.name,
             heap=str(settings.get("HEAP", DEFAULT_HEAP)),
             unix_only=bool(settings.get("UNIX_ONLY", False)),
+            boards=tuple(settings.get("BOARDS", ())),  # type: ignore[arg-type]
             timeout=float(settings.get("TIMEOUT", DEFAULT_TIMEOUT)),  # type: ignore[arg-type]
         )
         for node in tree.body
@@ -98,26 +106,37 @@ def _call(test: TargetTest) -> str:
 
 
 class UnixTarget:
-    """The MicroPython unix port over build/sim/fs, a fresh process per test."""
+    """The MicroPython unix port, a fresh process per test: the sim board's build, or
+    board/esp32_devkitc's over the esp32-port model (host_tools.esp32model)."""
 
     name = "unix"
-    board = "sim"
 
-    def __init__(self, micropython: str, fs: Path) -> None:
+    def __init__(self, micropython: str, fs: Path, board: str = "sim") -> None:
         self.micropython = micropython
         self.fs = fs
+        self.board = board
 
     def command(self, test: TargetTest) -> list[str]:
-        return [self.micropython, "-X", f"heapsize={test.heap}", "-c", _call(test)]
+        call, heap = _call(test), heap_bytes(test.heap)
+        if self.board != "sim":
+            call = f"{POWER_ON}; {call}"  # the port's power-on: the bootloader's choice
+            heap += MODEL_HEAP  # the model's own modules and chips: C and silicon on a board
+        return [self.micropython, "-X", f"heapsize={heap}", "-c", call]
+
+    def env(self, test: TargetTest, workdir: Path) -> dict[str, str]:
+        extra = {"WEARSAFE_VECTORS": vectors_dir(),
+                 "WEARSAFE_SIM_SPEED": "0"}  # simulated time: tests do not wait in real time
+        if self.board == "sim":
+            path = [str(test.path.parent), str(self.fs / "lib"), ".frozen"]
+            return dict(os.environ, MICROPYPATH=os.pathsep.join(path),
+                        WEARSAFE_SIM_DIR=str(workdir), **extra)
+        env = model_env(self.fs, workdir, **extra)
+        model, rest = env["MICROPYPATH"].split(os.pathsep, 1)
+        env["MICROPYPATH"] = os.pathsep.join([model, str(test.path.parent), rest])
+        return env
 
     def run(self, test: TargetTest, workdir: Path) -> Result:
-        env = dict(
-            os.environ,
-            MICROPYPATH=os.pathsep.join([str(test.path.parent), str(self.fs / "lib"), ".frozen"]),
-            WEARSAFE_SIM_DIR=str(workdir),
-            WEARSAFE_VECTORS=vectors_dir(),
-            WEARSAFE_SIM_SPEED="0",  # simulated time: tests do not wait in real time
-        )
+        env = self.env(test, workdir)
         try:
             done = subprocess.run(self.command(test), cwd=workdir, env=env, capture_output=True,
                                   text=True, timeout=test.timeout, check=False)
@@ -132,13 +151,23 @@ class UnixTarget:
         return result
 
 
-# Each test on a board runs in an empty scratch directory, as on the unix port,
-# so that no test touches the board's own files (settings.json, certs, outbox).
+# On a board the harness works in a directory of its own, :wstest/ (BOARD_HOME),
+# beside the board's application and apart from it: the test build's lib/ and
+# the target tests, first on sys.path, and an empty scratch directory, each
+# test's working directory as on the unix port. No test touches the board's own
+# files (lib/, settings.json, certs, outbox). The modules of the application
+# that the board's boot.py imported at the reset are dropped first, so that the
+# test build's come in their place, imported in the scratch directory.
+BOARD_HOME = "wstest"
 BOARD_TEST = """\
 import os, sys
 root = os.getcwd().rstrip('/')
-for p in (root + '/tests', root + '/lib'):
-    if p not in sys.path: sys.path.insert(0, p)
+home = root + '/{home}'
+for p in (home + '/tests', home + '/lib'):
+    if p in sys.path: sys.path.remove(p)
+    sys.path.insert(0, p)
+for m in list(sys.modules):
+    if m.split('.')[0] in {app!r}: del sys.modules[m]
 def wipe(d):
     for e in os.ilistdir(d):
         q = d + '/' + e[0]
@@ -147,10 +176,10 @@ def wipe(d):
         else:
             os.remove(q)
 try:
-    wipe(root + '/wstest-tmp')
+    wipe(home + '/tmp')
 except OSError:
-    os.mkdir(root + '/wstest-tmp')
-os.chdir(root + '/wstest-tmp')
+    os.mkdir(home + '/tmp')
+os.chdir(home + '/tmp')
 try:
     {call}
 finally:
@@ -158,12 +187,22 @@ finally:
 """
 
 
-class BoardTarget:
-    """A board (or a virtual one) on a serial port, driven by mpremote.
+class BoardTimeout(ToolError):
+    """mpremote did not finish in time (the board runs on: the next call resets it)."""
 
-    The build tree's lib/ and the target tests are copied once; then each test
-    runs with `mpremote resume exec` (resume: no soft reset, which would end a
-    unix-port virtual board).
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class BoardTarget:
+    """A board (or a virtual one, host_tools.vboard) on a serial port, driven by mpremote.
+
+    The test build's lib/ and the target tests are copied once into :wstest/
+    (BOARD_HOME) and removed when the run ends. Each test module starts from a
+    soft reset, as a user resets a board (a fresh heap; the board's boot.py has
+    run); its tests then run one by one with `mpremote resume exec`. A test that
+    hangs or loses the link gets the next one a reset too.
     """
 
     name = "board"
@@ -173,39 +212,80 @@ class BoardTarget:
         self.board = board
         self.fs = fs
         self.prepared = False
+        self.module: Path | None = None  # the test module run since the last reset
+        self.app: tuple[str, ...] = ()  # top-level modules and packages of the test build
 
-    def mpremote(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> str:
-        cmd = [venv_tool("mpremote"), "connect", self.port, "resume", *args]
+    def mpremote(self, *args: str, timeout: float = 300, cwd: Path | None = None,
+                 reset: bool = False) -> str:
+        """mpremote's commands on the board; reset: soft-reset it first (`soft-reset`),
+        else carry on from where the last call left it (`resume`)."""
+        cmd = [venv_tool("mpremote"), "connect", self.port,
+               "soft-reset" if reset else "resume", *args]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                   cwd=cwd, check=False)
         except subprocess.TimeoutExpired as e:
-            raise ToolError(f"mpremote on {self.port} did not answer within {timeout:.0f} s: "
-                            f"{shlex.join(cmd)}") from e
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) \
+                else (e.stdout or "")
+            raise BoardTimeout(f"mpremote on {self.port} did not answer within {timeout:.0f} s: "
+                               f"{shlex.join(cmd)}", out) from e
         if done.returncode != 0 and MARK not in done.stdout:
             raise ToolError(f"mpremote on {self.port} failed ({shlex.join(cmd)}):\n"
                             f"{done.stdout}{done.stderr}".strip())
         return done.stdout + done.stderr
 
     def prepare(self, tests_dir: Path) -> None:
-        """Copy lib/ and the target tests to the board, replacing what was there."""
+        """Copy lib/ and the target tests into :wstest/ on the board (replacing one an
+        interrupted run left); close() removes it."""
         if self.prepared:
             return
-        for stale in (":lib", ":tests"):
-            try:
-                self.mpremote("fs", "rm", "-r", stale)
-            except ToolError:
-                pass  # nothing there yet
-        self.mpremote("fs", "cp", "-r", "lib", ":.", cwd=self.fs)  # see host_tools.flash
-        self.mpremote("fs", "mkdir", ":tests")
+        with tempfile.TemporaryDirectory() as tmp:
+            # from a copy: a build meanwhile (another session's) replaces the build tree
+            shutil.copytree(self.fs / "lib", Path(tmp) / "lib")
+            self.app = tuple(sorted(p.name if p.is_dir() else p.stem
+                                    for p in (Path(tmp) / "lib").iterdir()
+                                    if p.is_dir() or p.suffix in (".mpy", ".py")))
+            self.remove_home()
+            home = f":{BOARD_HOME}"
+            self.mpremote("fs", "mkdir", home)
+            self.mpremote("fs", "cp", "-r", "lib", f"{home}/", cwd=Path(tmp))
+        self.mpremote("fs", "mkdir", f"{home}/tests")
         tests = sorted(str(p.name) for p in tests_dir.glob("*.py"))
-        self.mpremote("fs", "cp", *tests, ":tests/", cwd=tests_dir)
+        self.mpremote("fs", "cp", *tests, f"{home}/tests/", cwd=tests_dir)
         self.prepared = True
+        atexit.register(self.close)  # the plugin has no end-of-run call for a target
+
+    def remove_home(self) -> None:
+        """Soft-reset the board and remove :wstest/ from it, if there."""
+        try:
+            self.mpremote("fs", "rm", "-r", f":{BOARD_HOME}", timeout=120, reset=True)
+        except BoardTimeout:
+            raise
+        except ToolError:
+            pass  # not there
+        self.module = None
+
+    def close(self) -> None:
+        """Leave the board as the run found it: :wstest/ gone, a fresh heap."""
+        if self.prepared:
+            self.prepared = False
+            try:
+                self.remove_home()
+            except ToolError as e:
+                print(f"wearsafe target: could not remove :{BOARD_HOME}/ from {self.port}: {e}")
 
     def run(self, test: TargetTest, workdir: Path) -> Result:
         self.prepare(test.path.parent)
-        code = BOARD_TEST.format(call=_call(test))
+        fresh = self.module != test.path
+        self.module = None  # until the board answers
+        code = BOARD_TEST.format(home=BOARD_HOME, app=self.app, call=_call(test))
         try:
-            return parse_output(self.mpremote("exec", code, timeout=test.timeout))
+            out = self.mpremote("exec", code, timeout=test.timeout, reset=fresh)
+        except BoardTimeout as e:
+            return Result(False, e.output, error=f"hung: no result within {test.timeout:.0f} s")
         except ToolError as e:
             return Result(False, str(e), error="mpremote failed")
+        result = parse_output(out)
+        if MARK in out:
+            self.module = test.path
+        return result

@@ -28,8 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="'unix' (the MicroPython unix port, default) or a serial port of a "
                          "board to run tests/target/ on through mpremote")
     group.addoption("--target-board", default=None,
-                    help="the board build copied to a --target port: esp32_devkitc (default) "
-                         "or sim (a virtual board: the unix port behind a pty)")
+                    help="the board build to test. With --target=unix: sim (default) or "
+                         "esp32_devkitc (over the esp32-port model); with a port: "
+                         "esp32_devkitc (default) or sim (a virtual board)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,10 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
     if _TARGET_KEY not in config.stash:
         option = config.getoption("--target")
+        board = _board(config)
         if option == "unix":
-            config.stash[_TARGET_KEY] = UnixTarget(micropython(), build("sim"))
+            config.stash[_TARGET_KEY] = UnixTarget(micropython(), build(board), board)
         else:
-            board = config.getoption("--target-board") or "esp32_devkitc"
             config.stash[_TARGET_KEY] = BoardTarget(option, board, build(board))
     return config.stash[_TARGET_KEY]
 
@@ -60,10 +61,17 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
     return None
 
 
+def _board(config: pytest.Config) -> str:
+    default = "sim" if config.getoption("--target") == "unix" else "esp32_devkitc"
+    return config.getoption("--target-board") or default
+
+
 class TargetModule(pytest.File):
     def collect(self):  # type: ignore[override]
+        board = _board(self.config)
         for test in collect(self.path):
-            yield TargetItem.from_parent(self, name=test.function, test=test)
+            if not test.boards or board in test.boards:  # a board's own tests, for it only
+                yield TargetItem.from_parent(self, name=test.function, test=test)
 
 
 class TargetFailure(Exception):
@@ -80,7 +88,7 @@ class TargetItem(pytest.Item):
 
     def runtest(self) -> None:
         target = _target(self.config)
-        if self.test.unix_only and target.board != "sim":
+        if self.test.unix_only and target.name != "unix" and target.board != "sim":
             pytest.skip("unix-only: needs the simulated board")
         workdir = Path(self.config._tmp_path_factory.mktemp(self.name))  # type: ignore[attr-defined]
         result = target.run(self.test, workdir)

@@ -15,6 +15,7 @@ from cryptography import x509
 
 from host_tools.paths import venv_tool
 from host_tools.server import Server
+from tests.test_flash_firmware import combined_image
 
 WEARSAFE = venv_tool("wearsafe")
 
@@ -99,8 +100,8 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing_behind(tmp_path, case):
 def test_flash_dry_run_prints_the_esptool_and_mpremote_commands(tmp_path):
     bundle = tmp_path / "dev"
     assert wearsafe("provision", "--server", tmp_path / "server", "--out", bundle).returncode == 0
-    firmware = tmp_path / "ESP32_GENERIC-v1.29.bin"
-    firmware.write_bytes(b"\xe9" + bytes(1023))
+    firmware = tmp_path / "ESP32_GENERIC-OTA-20260101-v1.29.0.bin"
+    firmware.write_bytes(combined_image())  # the OTA variant's layout (test_flash_firmware.py)
     out = wearsafe("flash", "--port", "/dev/ttyUSB7", "--bundle", bundle, "--firmware",
                    firmware, "--dry-run")
     assert out.returncode == 0, out.stderr
@@ -128,7 +129,9 @@ def wearsafe_tool(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([venv_tool(name), *argv], capture_output=True, text=True, timeout=60)
 
 
-def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path):
+# esp32_devkitc: the esp32 build on the esp32-port model, as an ESP32 runs it
+@pytest.mark.parametrize("board_name", ["sim", "esp32_devkitc"])
+def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path, board_name):
     from host_tools.sim import SIM_HEAP
     from host_tools.vboard import VirtualBoard
 
@@ -138,9 +141,11 @@ def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path):
     assert out.returncode == 0, out.stderr
     device_id = (bundle / "device-id").read_text().strip()
     # the whole app on the 64-bit unix port needs the sim's heap (host_tools.sim)
-    with VirtualBoard(tmp_path / "vboard", heapsize=SIM_HEAP) as board:
-        out = wearsafe("flash", "--port", board.port, "--bundle", bundle, "--board", "sim",
-                       "--app-only")
+    wifi = tmp_path / "wifi.json"  # the modelled station joins any network
+    wifi.write_text('{"ssid": "lab", "key": "not-a-secret"}')
+    with VirtualBoard(tmp_path / "vboard", heapsize=SIM_HEAP, board=board_name) as board:
+        out = wearsafe("flash", "--port", board.port, "--bundle", bundle, "--board", board_name,
+                       "--app-only", *(["--wifi", wifi] if board_name != "sim" else []))
         assert out.returncode == 0, out.stdout + out.stderr
         assert f"flashed device {device_id}" in out.stdout
         root = board.root
@@ -148,14 +153,22 @@ def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path):
         assert (root / "certs" / "device.key.der").exists()
         assert (root / "nvs-wearsafe.bin").exists()  # the key went into the board's NVS
         assert not (bundle / "factory").exists()  # and left the bundle
+        settings = (root / "settings.json").read_bytes()
+        app = {p: p.read_bytes() for p in sorted((root / "lib").rglob("*")) if p.is_file()}
 
-        out = wearsafe("hil", "--port", board.port, "--board", "sim", "-k", "test_settings",
+        out = wearsafe("hil", "--port", board.port, "--board", board_name, "-k", "test_settings",
                        "--broker", f"localhost:{fleet.broker.port}", "--server",
                        fleet.server.directory, timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "3 passed" in out.stdout
+        assert "4 passed" in out.stdout  # tests/target/test_settings.py
         assert f"board end-to-end: device {device_id} published" in out.stdout
         assert "all opened under its key" in out.stdout
+        # the board's application as hil found it: its settings (the end to end
+        # changed them for its run), its lib/, and nothing of the harness left
+        assert (root / "settings.json").read_bytes() == settings
+        assert {p: p.read_bytes() for p in sorted((root / "lib").rglob("*"))
+                if p.is_file()} == app
+        assert not {"wstest", "tests", "wstest-tmp"} & {p.name for p in root.iterdir()}
     assert fleet.wait_stored(1) >= 1  # the ingest stored it too
 
 

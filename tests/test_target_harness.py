@@ -70,3 +70,83 @@ def test_filters_select_target_items(target_dir: Path):
     (target_dir / "test_outcomes.py").write_text(OUTCOMES)
     done = run_pytest(str(target_dir), "-k", "passes", "-m", "target", cwd=target_dir.parent)
     assert "1 passed, 2 deselected" in done.stdout, done.stdout
+
+
+# -- the board path: mpremote on a virtual board (host_tools.vboard)
+
+HOARDS = '''
+import wstest
+
+def test_hoards_what_the_harness_cannot_unload():
+    wstest.hoard = bytearray(48 * 1024)  # wstest stays loaded from test to test
+
+def test_the_hoard_stays_within_the_module():
+    assert len(wstest.hoard) == 48 * 1024
+'''
+
+FRESH = '''
+import os
+
+import wstest
+
+def test_the_next_module_starts_from_a_fresh_heap():
+    assert not hasattr(wstest, "hoard")
+    room = bytearray(56 * 1024)
+    assert room
+
+def test_the_test_build_is_imported_not_the_boards_own():
+    import board
+    assert board.NAME == "sim"
+
+def test_a_test_writes_in_its_scratch_directory():
+    with open("settings.json", "w") as f:
+        f.write("{}")
+    assert os.getcwd().endswith("/wstest/tmp")
+'''
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_on_a_board_each_module_starts_fresh_and_the_board_keeps_its_files(
+        target_dir: Path, tmp_path: Path):
+    from host_tools.vboard import VirtualBoard
+
+    (target_dir / "test_a_hoards.py").write_text(HOARDS)
+    (target_dir / "test_b_fresh.py").write_text(FRESH)
+    with VirtualBoard(tmp_path / "vboard") as board:
+        root = board.root
+        # the board's own application: its lib/ (boot.py imports from it at each
+        # reset) and settings
+        (root / "lib").mkdir()
+        (root / "lib" / "board.py").write_text("NAME = 'the board\\'s own'\n")
+        (root / "lib" / "app.py").write_text("VERSION = '0.0.1'\n")
+        (root / "boot.py").write_text("import board\n")
+        (root / "settings.json").write_text('{"broker_host": "mine.example"}\n')
+        before = _files(root)
+        done = run_pytest(str(target_dir), "-v", f"--target={board.port}",
+                          "--target-board=sim", cwd=target_dir.parent, timeout=300)
+        after = _files(root)
+    out = done.stdout + done.stderr
+    assert "test_a_hoards.py::test_the_hoard_stays_within_the_module PASSED" in out, out
+    assert "test_b_fresh.py::test_the_next_module_starts_from_a_fresh_heap PASSED" in out, out
+    assert "5 passed" in out, out
+    assert after == before  # lib/, settings.json, boot.py as they were; :wstest/ removed
+
+
+def test_on_a_board_a_hung_test_fails_and_the_next_module_runs(target_dir: Path,
+                                                              tmp_path: Path):
+    from host_tools.vboard import VirtualBoard
+
+    (target_dir / "test_a_hangs.py").write_text("TIMEOUT = 3\n\nx = [0]\n\ndef test_spins():\n"
+                                                "    while True:\n        x[0] += 1\n")
+    (target_dir / "test_b_after.py").write_text("def test_runs():\n    assert 6 * 7 == 42\n")
+    with VirtualBoard(tmp_path / "vboard") as board:
+        done = run_pytest(str(target_dir), "-v", f"--target={board.port}",
+                          "--target-board=sim", cwd=target_dir.parent, timeout=300)
+    out = done.stdout + done.stderr
+    assert "hung: no result within 3 s" in out, out
+    assert "test_b_after.py::test_runs PASSED" in out, out
+    assert "1 failed, 1 passed" in out, out

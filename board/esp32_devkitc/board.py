@@ -1,5 +1,9 @@
 # ESP32 DevKitC (ESP32-WROOM-32): the only firmware module that may touch
 # machine, network and esp32. The sim board offers the same functions.
+# Each fact this module relies on is in ../shared/ESP32_PORT.md with the
+# MicroPython or ESP-IDF source that defines it; on the desktop the same
+# module runs over the esp32-port model (board/sim/esp32port).
+import os
 import time
 
 NAME = "esp32_devkitc"
@@ -8,42 +12,70 @@ I2C_NAME = "i2c0 (SDA GPIO21, SCL GPIO22)"
 _SDA = 21
 _SCL = 22
 _I2C_HZ = 400_000
+# time.time() counts from 2000 on the esp32 port (MICROPY_EPOCH_IS_2000), from
+# 1970 where a port says so: Unix time is time.time() + this.
+_UNIX_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+_ROOT = os.getcwd()  # "/" at boot; a test harness's scratch directory otherwise
 _bus = None
+_wlan = None
+_wifi_error = None  # why the station cannot join, logged once
 
 
 def epoch_s():
-    """Seconds since 1970 (MicroPython 1.22+ uses the Unix epoch on esp32); set by NTP."""
-    return time.time()
+    """Unix time (seconds since 1970) from the RTC that NTP set."""
+    return time.time() + _UNIX_OFFSET
 
 
 def state_dir():
     """Root of the on-board filesystem (LittleFS on the vfs partition)."""
-    return "/"
+    return _ROOT
 
 
 def sync_clock():
-    """Set the RTC from NTP (OSError when it fails): TLS needs the date."""
+    """Set the RTC from NTP; OSError when it fails (ntptime's short replies raise
+    other errors, which must not reach the application)."""
     import ntptime
 
-    ntptime.settime()
+    try:
+        ntptime.settime()
+    except OSError:
+        raise
+    except Exception as e:
+        raise OSError("NTP: %s %s" % (type(e).__name__, e))
 
 
-_wlan = None
+def _join_wifi():
+    """Station mode on the network in wifi.json ({"ssid": ..., "key": ...})."""
+    import json
+
+    import network
+
+    try:
+        with open(_ROOT.rstrip("/") + "/wifi.json") as f:
+            wifi = json.load(f)
+        ssid, key = wifi["ssid"], wifi["key"]
+    except OSError:
+        raise ValueError("no wifi.json: give `wearsafe flash --wifi` or copy one to the board")
+    except (ValueError, KeyError, TypeError):
+        raise ValueError('wifi.json must be {"ssid": "...", "key": "..."}')
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    wlan.connect(ssid, key)
+    return wlan
 
 
 def network_up():
-    """Station mode on the network in /wifi.json ({"ssid": ..., "key": ...}); never blocks."""
-    global _wlan
-    import network
-
+    """True once the station has an address; never blocks, never raises."""
+    global _wlan, _wifi_error
     if _wlan is None:
-        import json
-
-        with open("/wifi.json") as f:
-            wifi = json.load(f)
-        _wlan = network.WLAN(network.STA_IF)
-        _wlan.active(True)
-        _wlan.connect(wifi["ssid"], wifi["key"])
+        if _wifi_error:
+            return False
+        try:
+            _wlan = _join_wifi()
+        except (ValueError, OSError) as e:
+            _wifi_error = str(e)
+            print("board: Wi-Fi off:", _wifi_error)
+            return False
     return _wlan.isconnected()
 
 
@@ -55,8 +87,19 @@ def ticks_diff(a, b):
     return time.ticks_diff(a, b)
 
 
+def ticks_add(t, delta):
+    return time.ticks_add(t, delta)
+
+
 def sleep_ms(ms):
     time.sleep_ms(ms)
+
+
+def watchdog(timeout_ms):
+    """The hardware task watchdog: not fed within timeout_ms, the chip resets."""
+    from machine import WDT
+
+    return WDT(timeout=timeout_ms)
 
 
 def nvs(namespace):
@@ -88,19 +131,30 @@ def reset():
 
 
 def next_firmware_slot():
+    """The OTA slot the next firmware goes to; None on a firmware without OTA slots
+    (the stock ESP32_GENERIC image: firmware updates need its OTA variant)."""
     import esp32
 
-    return esp32.Partition(esp32.Partition.RUNNING)  # type: ignore[arg-type]  # the stub omits ids.get_next_update()
+    try:
+        return esp32.Partition(esp32.Partition.RUNNING).get_next_update()  # type: ignore[arg-type]
+    except OSError:
+        return None
 
 
 def running_firmware_slot():
+    """The label of the app partition running now (Partition objects have no equality)."""
     import esp32
 
-    return esp32.Partition(esp32.Partition.RUNNING)  # type: ignore[arg-type]  # the stub omits ids.info()[4]
+    return esp32.Partition(esp32.Partition.RUNNING).info()[4]  # type: ignore[arg-type]
 
 
 def confirm_firmware():
-    """Cancel the rollback of the running partition (harmless when already valid)."""
+    """Cancel the rollback of the running partition. False where there is nothing to
+    confirm: no otadata (the stock image) or none written yet (no update so far)."""
     import esp32
 
-    esp32.Partition.mark_app_valid_cancel_rollback()
+    try:
+        esp32.Partition.mark_app_valid_cancel_rollback()
+    except OSError:
+        return False
+    return True

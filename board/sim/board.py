@@ -12,6 +12,7 @@ import os
 import random
 import time
 
+from simhw import ticks
 from simhw.clock import SimClock
 
 NAME = "sim"
@@ -19,7 +20,9 @@ I2C_NAME = "sim-i2c0"
 
 _clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
 _EPOCH_AT_START = int(os.getenv("WEARSAFE_SIM_EPOCH") or time.time())
+_TICKS0 = ticks.start_value()  # $WEARSAFE_TICKS_START: start just below the wrap
 _bus = None
+_watchdogs: list = []
 random.seed(int(os.getenv("WEARSAFE_SIM_SEED") or "0") or int.from_bytes(os.urandom(4), "big"))
 
 
@@ -47,15 +50,31 @@ def network_up():
 
 
 def ticks_ms():
-    return _clock.ticks_ms()
+    """Milliseconds, wrapping at 2^30 as on the ESP32 (simhw/ticks.py)."""
+    return (_TICKS0 + _clock.ticks_ms()) & (ticks.PERIOD - 1)
 
 
 def ticks_diff(a, b):
-    return a - b  # simulated time does not wrap
+    return ticks.diff(a, b)
+
+
+def ticks_add(t, delta):
+    return ticks.add(t, delta)
 
 
 def sleep_ms(ms):
     _clock.sleep_ms(ms)
+    for dog in _watchdogs:
+        dog.check()
+
+
+def watchdog(timeout_ms):
+    """machine.WDT's behaviour in simulated time: not fed in time, the board resets."""
+    from simhw.watchdog import Watchdog
+
+    dog = Watchdog(timeout_ms, ticks_ms, reset)
+    _watchdogs.append(dog)
+    return dog
 
 
 def scenario():
@@ -68,17 +87,9 @@ def i2c():
     """The sensor bus, carrying the chips the scenario does not leave out."""
     global _bus
     if _bus is None:
-        from simhw.chips import CHIPS
-        from simhw.i2c import SimI2C
+        from simhw.i2c import wearer_bus
 
-        wearer = scenario()
-        _bus = SimI2C()
-        for name in CHIPS:
-            if name not in wearer["missing"]:
-                address, emulation = CHIPS[name]
-                chip = emulation(wearer)
-                _bus.attach(address, chip)
-                _clock.attach(chip)
+        _bus = wearer_bus(_clock)
     return _bus
 
 
@@ -123,3 +134,4 @@ def confirm_firmware():
     from simhw import partition
 
     partition.otadata(state_dir()).confirm()
+    return True

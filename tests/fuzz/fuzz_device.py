@@ -96,6 +96,9 @@ class Board:
     def ticks_diff(self, a, b):
         return a - b
 
+    def ticks_add(self, t, delta):
+        return t + delta
+
     def network_up(self):
         return True
 

@@ -27,6 +27,9 @@ class _Board:
     def ticks_diff(self, a, b):
         return a - b
 
+    def ticks_add(self, t, delta):
+        return t + delta
+
 
 def _config(**changes):
     config = dict(settings.DEFAULTS, broker_host="localhost")

@@ -64,7 +64,7 @@ def test_ppg_soft_reset_clears_the_fifo_and_mode():
 
 def test_accelerometer_at_50_hz_reads_gravity_in_milli_g():
     bus, clock = _bus()
-    acc = lis3dh.LIS3DH(bus, "test-bus")
+    acc = lis3dh.LIS3DH(bus, "test-bus", sleep_ms=clock.sleep_ms)
     acc.start()
     x, y, z = array("i", bytes(128)), array("i", bytes(128)), array("i", bytes(128))
     clock.sleep_ms(200)
@@ -73,6 +73,36 @@ def test_accelerometer_at_50_hz_reads_gravity_in_milli_g():
     for i in range(n):
         assert 900 < z[i] < 1100 and -150 < x[i] < 150
     assert acc.overruns == 0
+
+
+def test_lis3dh_waits_for_boot():
+    bus, clock = _bus()
+    # The emulated chip is strict: for 5 ms after BOOT, writes are lost and reads give 0.
+    bus.writeto_mem(lis3dh.ADDRESS, 0x24, b"\x80")
+    bus.writeto_mem(lis3dh.ADDRESS, 0x20, b"\x47")
+    assert bus.readfrom_mem(lis3dh.ADDRESS, 0x0F, 1) == b"\x00"  # not even WHO_AM_I
+    clock.sleep_ms(4)
+    assert bus.readfrom_mem(lis3dh.ADDRESS, 0x0F, 1) == b"\x00"
+    clock.sleep_ms(1)
+    assert bus.readfrom_mem(lis3dh.ADDRESS, 0x0F, 1) == bytes((lis3dh.WHO_AM_I_VALUE,))
+    assert bus.readfrom_mem(lis3dh.ADDRESS, 0x20, 1) == b"\x07"  # the ODR write was lost
+
+    # The driver sleeps (through the sleep_ms it is given) before it configures the chip.
+    slept = []
+
+    def sleep_ms(ms):
+        slept.append(ms)
+        clock.sleep_ms(ms)
+
+    acc = lis3dh.LIS3DH(bus, "test-bus", sleep_ms=sleep_ms)
+    acc.start()
+    # 50 Hz, all axes; BDU, +-4 g, high resolution; FIFO on, in stream mode
+    for register, value in ((0x20, 0x47), (0x23, 0x98), (0x24, 0x40), (0x2E, 0x80)):
+        assert bus.readfrom_mem(lis3dh.ADDRESS, register, 1)[0] == value, hex(register)
+    assert sum(slept) >= 5, slept
+    x, y, z = array("i", bytes(128)), array("i", bytes(128)), array("i", bytes(128))
+    clock.sleep_ms(200)
+    assert acc.read(x, y, z) == 10 and 900 < z[0] < 1100
 
 
 def test_thermometer_reads_body_temperature_in_1_256_celsius():

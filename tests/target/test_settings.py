@@ -21,7 +21,7 @@ def test_bad_files_are_refused_with_what_to_fix():
     cases = (
         ('{"batch_secs": 5}', "unknown setting 'batch_secs' (known: ack_timeout_s, batch_seconds, "),
         ('{"batch_seconds": "5"}', "batch_seconds must be a int"),
-        ('{"batch_seconds": 0}', "batch_seconds must be 1..3600"),
+        ('{"batch_seconds": 0}', "batch_seconds must be 1..180"),
         ('{"tls": 0}', "tls must be a bool"),
         ('{"broker_port": 0}', "broker_port must be 1..65535"),
         ("[1]", "must hold a JSON object"),
@@ -30,3 +30,19 @@ def test_bad_files_are_refused_with_what_to_fix():
     for text, message in cases:
         e = raises(settings.SettingsError, settings.load, _write(text))
         assert message in str(e), (text, str(e))
+
+
+def test_12_the_longest_batch_fits_one_outbox_record():
+    from wearsafe.batch import Batch
+    from wearsafe.sensing import Vitals
+
+    v = Vitals()
+    v.heart_rate, v.spo2, v.temperature, v.steps = 187.4, 0.9731, 38.91, 0
+    batch = Batch("a1b2c3d4e5f60718", settings.MAX_BATCH_SECONDS)
+    full = False
+    while not full:
+        v.steps += 3
+        full = batch.add(v)
+    batch.note_dropped(65535)
+    sealed = len(batch.pack()) + 64  # COSE_Encrypt0: headers, partial IV, 16-byte tag
+    assert sealed <= 4096 - 10, sealed  # one outbox record: a segment less its header

@@ -120,7 +120,24 @@ class MAX30205:
 
 
 class LIS3DH:
-    """LIS3DH: WHO_AM_I 0x33 at 0x0F, 32-level FIFO, auto-increment with address bit 7."""
+    """LIS3DH: WHO_AM_I 0x33 at 0x0F, 32-level FIFO, auto-increment with address bit 7.
+
+    BOOT (CTRL_REG5 bit 7) reloads the trimming values from the chip's flash,
+    the procedure it runs at power-up, which ST puts at "approximately 5
+    milliseconds" (application note AN3308, DocID18198 Rev 3, "Startup
+    sequence"); the datasheet (DocID17530 Rev 2) gives no figure, and neither
+    says what the interface does meanwhile. Modelled as the most conservative
+    reading, for BOOT_US of simulated time after the BOOT write: the chip
+    acknowledges every write and loses it; every register reads 0x00, so a
+    driver can see neither its configuration nor WHO_AM_I, nor poll a BOOT bit
+    that clears itself (nothing in either document promises one); no samples
+    are taken. The FIFO is emptied at the BOOT write; the control registers
+    keep what they held (the driver writes them all after the boot anyway).
+    The boot at power-up is not modelled: the ESP32 takes far longer than
+    5 ms to start the firmware.
+    """
+
+    BOOT_US = 5000
 
     def __init__(self, scenario):
         self.model = AccelModel(scenario)
@@ -130,7 +147,12 @@ class LIS3DH:
         self.regs[0x0F] = 0x33
         self.regs[0x20] = 0x07
         self.last_us = 0
+        self.now_us = 0  # simulated time of the last advance(): when a write happens
+        self.boot_end_us = 0  # a boot is in progress while now_us < boot_end_us
         self.overrun = False
+
+    def booting(self):
+        return self.now_us < self.boot_end_us
 
     def _rate(self):
         odr = self.regs[0x20] >> 4
@@ -140,10 +162,12 @@ class LIS3DH:
         return self.regs[0x24] & 0x40 and self.regs[0x2E] >> 6 == 2  # stream mode
 
     def advance(self, now_us):
+        self.now_us = now_us
         rate = self._rate()
-        if not rate:
+        if not rate or self.booting():  # no conversions while off or booting
             self.last_us = now_us
             return
+        self.last_us = max(self.last_us, self.boot_end_us)  # sampling resumes at its end
         period = 1000000 // rate
         while now_us - self.last_us >= period:
             self.last_us += period
@@ -166,6 +190,10 @@ class LIS3DH:
         self.count += 1
 
     def read(self, register, buf):
+        if self.booting():
+            for i in range(len(buf)):
+                buf[i] = 0
+            return
         increment = register & 0x80
         register &= 0x7F
         for i in range(len(buf)):
@@ -193,9 +221,12 @@ class LIS3DH:
     def write(self, register, buf):
         register &= 0x7F
         for i in range(len(buf)):
+            if self.booting():
+                return  # acknowledged, and lost
             value = buf[i]
             if register + i == 0x24 and value & 0x80:  # BOOT: reload, FIFO cleared
                 self.head = self.count = 0
+                self.boot_end_us = self.now_us + self.BOOT_US
                 value &= 0x7F
             if register + i == 0x2E and value >> 6 == 0:  # bypass mode empties the FIFO
                 self.head = self.count = 0

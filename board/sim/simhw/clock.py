@@ -1,9 +1,6 @@
 # Simulated time. It advances only when the firmware sleeps, and the
 # emulated chips produce their samples then, so tests run as fast as the
 # CPU allows; with speed 1 it also really sleeps, for a live simulator.
-import time
-
-
 class SimClock:
     def __init__(self, speed=0.0):
         self.now_us = 0
@@ -21,7 +18,10 @@ class SimClock:
         if self.speed:
             # Not time.sleep_ms: the unix port wakes every millisecond through
             # it; time.sleep is one select(), so a fleet of sims stays idle.
-            time.sleep(ms / 1000 / self.speed)
+            # utime: under the esp32-port model `time` is the model itself.
+            import utime
+
+            utime.sleep(ms / 1000 / self.speed)
         self.now_us += ms * 1000
         for chip in self._chips:
             chip.advance(self.now_us)

@@ -13,6 +13,9 @@ from wearsafe.outbox import Outbox
 from wearsafe.seal import Sealer
 
 SEND_PER_SECOND = 20  # outbox messages sent between two sensor readings
+# The watchdog resets a hung device. Fed every second; the longest legitimate
+# stall is a few link timeouts (ack_timeout_s each) during a reconnect or a fetch.
+WATCHDOG_MS = 300_000
 
 
 class Uplink:
@@ -60,7 +63,8 @@ class Updates:
         running = {updater.image.KIND_APP: VERSION, updater.image.KIND_FIRMWARE:
                    self.installer.record.data.get("firmware_version", "0.0.0")}
         self.updater = updater.Updater(link, self.installer, board, running)
-        self.on_trial = self.installer.record.on_trial
+        # an app bundle or a firmware on trial: unconfirmed in time, it is rolled back
+        self.on_trial = self.installer.record.on_trial or self.installer.firmware_on_trial()
         self.seconds_left = timeout_s
         self.confirmed = False
 
@@ -105,6 +109,8 @@ def start(state, config, store):
 
 
 def run(seconds=None):
+    from wearsafe import crash
+
     log.info("boot", "wearsafe", VERSION, "board", board.NAME)
     state = board.state_dir()
     config = settings.load(state + "/settings.json")
@@ -112,11 +118,13 @@ def run(seconds=None):
     if not store.provisioned():
         log.error("unprovisioned", "no device key: provision the device; nothing is sent")
         return
+    dog = board.watchdog(WATCHDOG_MS)
     sealer, uplink = start(state, config, store)
     updates = start_updates(state, uplink.link, config["confirm_timeout_s"])
     hub = sensing.SensorHub(board.i2c(), board.I2C_NAME, board.sleep_ms)
     batch = Batch(store.device_id(), config["batch_seconds"])
     batch.clear(board.epoch_s())
+    confirmed_run = False
 
     def status(fields):
         message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
@@ -124,8 +132,9 @@ def run(seconds=None):
         log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
                  "outbox", len(uplink.outbox))
 
-    status([("version", VERSION)])
+    status([("version", VERSION)] + crash.report(store_nvs()))
     for vitals in sensing.run(hub, board, seconds):
+        dog.feed()
         if batch.add(vitals):
             batch.note_dropped(uplink.outbox.take_dropped())
             message = sealer.seal(batch.pack())
@@ -139,8 +148,26 @@ def run(seconds=None):
             reports = updates.service(uplink)
             if reports:
                 status([("version", VERSION)] + reports)
+        if uplink.delivered and not confirmed_run:
+            confirmed_run = True
+            crash.clear_streak(store_nvs())
     uplink.link.close()
 
 
+def store_nvs():
+    from wearsafe.crash import NAMESPACE
+
+    return board.nvs(NAMESPACE)
+
+
 def main():
-    run()
+    """The device's entry point: an exception is logged, counted for the next status
+    message and followed by a growing pause before the reset, never a tight reboot loop."""
+    try:
+        run()
+    except Exception as e:  # noqa: BLE001 - anything: the device must come back
+        from wearsafe import crash
+
+        crash.note(store_nvs(), e, board.sleep_ms)
+        return True
+    return False

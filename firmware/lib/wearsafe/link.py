@@ -8,6 +8,11 @@
 # and write of the TLS socket is bounded, a PUBACK that does not come in
 # time fails the link, and keepalive pings go out when the link is idle.
 # Reconnects back off exponentially, with jitter, up to a cap.
+# On mbedTLS ports a failed certificate or host-name check raises ValueError,
+# not OSError (extmod/modtls_mbedtls.c): every connect failure is a LinkError.
+# mbedTLS buffers live outside the GC heap (about 20 KB a connection on the
+# ESP32): the socket is closed on every failure, and the SSLContext (parsed
+# certificates and key) is built once.
 import random
 import ssl
 import struct
@@ -136,6 +141,7 @@ class Link:
         self._cert_dir = cert_dir
         self._board = board
         self._client = None
+        self._ssl_context = None
         self._listening = {}  # topic -> callback(topic, message), subscribed at each connect
         self._fetching = None  # (topic, [message]) while fetch() waits
         self._last_io = 0
@@ -149,6 +155,11 @@ class Link:
         return self._client is not None
 
     def _context(self):
+        if self._ssl_context is None:
+            self._ssl_context = self._new_context()
+        return self._ssl_context
+
+    def _new_context(self):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.verify_mode = ssl.CERT_REQUIRED
         d = self._cert_dir + "/"
@@ -167,7 +178,11 @@ class Link:
         if self._board.epoch_s() < MIN_EPOCH:
             raise ClockNotSet("link: the clock is not set (NTP has not run), so the broker's "
                               "certificate cannot be checked")
-        tls = _Tls(self._context(), self._timeout_s)
+        try:
+            tls = _Tls(self._context(), self._timeout_s)
+        except (ValueError, OSError) as e:
+            raise LinkError("link: the device's certificate, key or CA in %s is unusable (%s): "
+                            "provision the device bundle again" % (self._cert_dir, e))
         client = MQTTClient(self._device_id, self._host, self._port,
                             keepalive=self._keepalive_s, ssl=tls)
         if hasattr(client, "ssl_params"):  # umqtt.simple 1.3
@@ -181,9 +196,15 @@ class Link:
             for topic in self._listening:
                 client.subscribe(topic, 0)
         except MQTTException as e:
+            self._close_socket(client)
             code = e.args[0] if e.args else 0
             raise LinkError("link: broker refused the connection: %s"
                             % _CONNACK_REASONS.get(code, "code %s" % code))
+        except ValueError as e:  # mbedTLS: certificate, host name or date check failed
+            self._close_socket(client)
+            raise LinkError("link: TLS verification of %s failed: %s (check the broker's "
+                            "certificate names %s, the CA and the clock)"
+                            % (self._host, e, self._host))
         except OSError as e:
             self._close_socket(client)
             raise LinkError("link: cannot reach %s:%d over TLS: %s (check the broker, its "
@@ -198,9 +219,11 @@ class Link:
         self.connects += 1
 
     def _close_socket(self, client):
+        """Close what the connect left open: the TLS socket, else the TCP one."""
+        sock = client.sock
         try:
-            if client.sock:
-                client.sock.close()
+            if sock:
+                sock.close()
         except OSError:
             pass
 
@@ -212,7 +235,8 @@ class Link:
         self.last_error = str(error)
         self._backoff_ms = min(BACKOFF_CAP_MS, max(BACKOFF_FIRST_MS, 2 * self._backoff_ms))
         jitter = random.getrandbits(16) * self._backoff_ms // 0x20000  # up to half
-        self._retry_at = self._board.ticks_ms() + self._backoff_ms // 2 + jitter
+        self._retry_at = self._board.ticks_add(self._board.ticks_ms(),
+                                               self._backoff_ms // 2 + jitter)
 
     def ensure(self):
         """Connected, or trying again once the backoff allows; True when up."""

@@ -1,7 +1,10 @@
 # The sensor loop: polls the chips' FIFOs every 100 ms (they hold 320 ms of
 # PPG and 640 ms of acceleration), feeds the estimators, and gives one set
 # of vitals per second. A chip that is missing at start is reported once
-# and the others keep running.
+# and the others keep running; a bus error in the middle of a read (a loose
+# wire: OSError ENODEV or ETIMEDOUT) is counted and the read tried again at
+# the next poll. Deadlines use ticks_add/ticks_diff: ticks wrap at 2^30 ms
+# (12.4 days) on the ESP32.
 from array import array
 
 from micropython import const
@@ -30,9 +33,10 @@ class Vitals:
 class SensorHub:
     def __init__(self, bus, bus_name, sleep_ms=None):
         self.errors = []
+        self.bus_errors = 0  # reads that failed on the bus since start
         self.ppg = self._start(lambda: max30102.MAX30102(bus, bus_name, sleep_ms=sleep_ms))
         self.thermometer = self._start(lambda: max30205.MAX30205(bus, bus_name))
-        self.accel = self._start(lambda: lis3dh.LIS3DH(bus, bus_name))
+        self.accel = self._start(lambda: lis3dh.LIS3DH(bus, bus_name, sleep_ms=sleep_ms))
         self._red = array("i", bytes(4 * max30102.FIFO_DEPTH))
         self._ir = array("i", bytes(4 * max30102.FIFO_DEPTH))
         self._x = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
@@ -53,14 +57,33 @@ class SensorHub:
             log.error("sensor-unavailable", e)
             return None
 
+    def _bus_error(self, name, chip, error):
+        """Count it, and restart the chip: a read cut short leaves its FIFO pointers
+        mid-sample, so the FIFO starts over (at most one FIFO of samples lost)."""
+        self.bus_errors += 1
+        if self.bus_errors & (self.bus_errors - 1) == 0:  # 1st, 2nd, 4th, ...: no log flood
+            log.warn("sensor-bus-error", name, error, "errors", self.bus_errors)
+        try:
+            chip.start()
+        except (SensorError, OSError):
+            pass  # still off the bus: the next poll tries again
+
     def poll(self):
         """Drain the FIFOs into the estimators: the per-sample path, allocation-free."""
         if self.ppg:
-            n = self.ppg.read(self._red, self._ir)
+            try:
+                n = self.ppg.read(self._red, self._ir)
+            except OSError as e:
+                self._bus_error("max30102", self.ppg, e)
+                n = 0
             self.heart.add_from(self._ir, n)
             self.oximeter.add_from(self._red, self._ir, n)
         if self.accel:
-            n = self.accel.read(self._x, self._y, self._z)
+            try:
+                n = self.accel.read(self._x, self._y, self._z)
+            except OSError as e:
+                self._bus_error("lis3dh", self.accel, e)
+                n = 0
             self.stepper.add_from(self._x, self._y, self._z, n)
 
     def vitals(self, out):
@@ -71,7 +94,10 @@ class SensorHub:
         # SpO2 only alongside a trusted pulse: motion fools the ratio of ratios.
         out.spo2 = self.oximeter.spo2() if out.heart_rate is not None else None
         if self.thermometer:
-            self.body.add_raw(self.thermometer.read_raw())
+            try:
+                self.body.add_raw(self.thermometer.read_raw())
+            except OSError as e:
+                self._bus_error("max30205", self.thermometer, e)
         out.temperature = self.body.celsius(worn) if self.thermometer else None
         out.steps = self.stepper.steps
         return out
@@ -81,16 +107,16 @@ def run(hub, board, seconds=None):
     """Yield a Vitals once per second (the same object, refilled) for `seconds` or forever."""
     out = Vitals()
     next_poll = board.ticks_ms()
-    next_report = next_poll + REPORT_MS
+    next_report = board.ticks_add(next_poll, REPORT_MS)
     reported = 0
     while seconds is None or reported < seconds:
         hub.poll()
         now = board.ticks_ms()
         if board.ticks_diff(now, next_report) >= 0:
-            next_report += REPORT_MS
+            next_report = board.ticks_add(next_report, REPORT_MS)
             reported += 1
             yield hub.vitals(out)
-        next_poll += POLL_MS
+        next_poll = board.ticks_add(next_poll, POLL_MS)
         wait = board.ticks_diff(next_poll, board.ticks_ms())
         if wait > 0:
             board.sleep_ms(wait)

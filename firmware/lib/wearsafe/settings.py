@@ -13,7 +13,11 @@ DEFAULTS = {
     "outbox_segments": 16,  # outbox: segments of 4 KiB on flash
     "confirm_timeout_s": 300,  # an update that has not reached the broker by then rolls back
 }
-_RANGES: dict = {"batch_seconds": (1, 3600), "broker_port": (1, 65535), "keepalive_s": (5, 3600),
+# A batch is one sealed message, one outbox record (4,086 bytes at most): a
+# minute of vitals seals to about 1 KB, so batches above about 250 s cannot
+# be stored at all. 180 s leaves room for every series at once.
+MAX_BATCH_SECONDS = 180
+_RANGES: dict = {"batch_seconds": (1, MAX_BATCH_SECONDS), "broker_port": (1, 65535), "keepalive_s": (5, 3600),
            "ack_timeout_s": (1, 120), "outbox_segments": (2, 256),
            "confirm_timeout_s": (30, 3600)}
 

@@ -23,6 +23,10 @@ class UpdateError(Exception):
     pass
 
 
+NEEDS_OTA = ("firmware updates need the OTA variant of MicroPython (ESP32_GENERIC, variant "
+             "OTA): this firmware has no second app slot; application updates still work")
+
+
 def load_trust(path):
     """The update trust anchors the device was provisioned with."""
     from binascii import unhexlify
@@ -192,17 +196,24 @@ class Installer:
 
     def capacity(self, kind):
         if kind == image.KIND_FIRMWARE:
-            part = self.board.next_firmware_slot()
+            part = self._firmware_slot()
             return part.ioctl(4, 0) * part.ioctl(5, 0)
         if kind == image.KIND_APP:
             return APP_CAPACITY
         raise image.UnknownKind("unknown payload kind %r" % kind)
 
+    def _firmware_slot(self):
+        """The OTA slot the running firmware does not boot from; UpdateError without one."""
+        part = self.board.next_firmware_slot()
+        if part is None:
+            raise UpdateError(NEEDS_OTA)
+        return part
+
     def begin(self, kind, sink=None):
         """A Verifier whose payload goes to the staging place for `kind` (or `sink`)."""
         capacity = self.capacity(kind)
         if sink is None and kind == image.KIND_FIRMWARE:
-            sink = _PartitionSink(self.board.next_firmware_slot())
+            sink = _PartitionSink(self._firmware_slot())
         elif sink is None:
             _mkdirs(bootsel.join(self.state, "apps"))
             sink = _FileSink(bootsel.join(self.state, "apps", "staging.tar"))
@@ -233,8 +244,19 @@ class Installer:
             info["slot"] = verifier.sink.partition.info()[4]
             self.record.data["firmware_trial"] = info  # first: a cut before set_boot is safe
             self.record.save()
-            verifier.sink.partition.set_boot()
+            try:
+                verifier.sink.partition.set_boot()
+            except OSError as e:  # ESP-IDF validates the app image first
+                self.record.take("firmware_trial")
+                raise UpdateError("the bootloader refused the image in %s (%s): the payload "
+                                  "must be the app image of the OTA build (micropython.bin), "
+                                  "not the combined firmware file" % (info["slot"], e))
         return img
+
+    def firmware_on_trial(self):
+        """A new firmware runs on trial: the bootloader rolls it back unless confirmed."""
+        trial = self.record.data.get("firmware_trial")
+        return trial is not None and self.board.running_firmware_slot() == trial["slot"]
 
     def confirm(self):
         """The running image reached the broker: keep it. [(event, info), ...] to report."""

@@ -60,12 +60,18 @@ class Updater:
         self.offer = None
         self._job = None  # (offer, verifier, next chunk)
         self.reports = []  # (event, info) for the application to seal and send
+        self._unavailable = None  # why updates of a kind cannot install, said once
         link.listen(self.base + "announce", self._announced)
 
     def _announced(self, topic, message):
         try:
             offer = parse_announcement(message, self.installer.capacity)
-        except (ValueError, KeyError, TypeError) as e:
+        except UpdateError as e:  # e.g. a firmware update on the stock image
+            if str(e) != self._unavailable:
+                self._unavailable = str(e)
+                log.warn("update-unavailable", e)
+            return
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             log.warn("update-announcement-refused", e)
             return
         current = self.running.get(offer["kind"], "0.0.0")
@@ -84,7 +90,11 @@ class Updater:
             offer, self.offer = self.offer, None
             log.info("update-fetching", image.KINDS[offer["kind"]], offer["version"],
                      offer["size"], "bytes")
-            self._job = [offer, self.installer.begin(offer["kind"]), 0]
+            try:
+                self._job = [offer, self.installer.begin(offer["kind"]), 0]
+            except (UpdateError, OSError) as e:
+                log.warn("update-unavailable", e)
+                return
         offer, verifier, n = self._job
         chunks = (offer["size"] + offer["chunk"] - 1) // offer["chunk"]
         prefix = self.base + offer["digest"][:16] + "/"
@@ -100,6 +110,10 @@ class Updater:
             return  # resumes at chunk n once the link is back
         except (image.ImageError, UpdateError) as e:
             self._refuse(offer, verifier, e)
+        except OSError as e:  # writing the slot failed: not the image's fault; start over later
+            self.installer.abort(verifier)
+            self._job = None
+            log.warn("update-write-failed", e)
 
     def _install(self, offer, verifier):
         log.info("update-installing", image.KINDS[offer["kind"]], offer["version"])

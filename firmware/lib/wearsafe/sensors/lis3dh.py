@@ -1,13 +1,15 @@
 # LIS3DH 3-axis accelerometer (ST datasheet DocID17530): 50 Hz, +-4 g,
 # high resolution (12-bit), block data update, FIFO in stream mode so that
 # the firmware reads bursts of samples.
+import time
+
 from micropython import const
 
 from wearsafe.sensors import probe
 
 ADDRESS = const(0x18)
-_WHO_AM_I = const(0x0F)
-WHO_AM_I = const(0x33)
+_REG_WHO_AM_I = const(0x0F)
+WHO_AM_I_VALUE = const(0x33)
 _CTRL_REG1 = const(0x20)
 _CTRL_REG4 = const(0x23)
 _CTRL_REG5 = const(0x24)
@@ -23,16 +25,23 @@ _FIFO_EN = const(0x40)
 _FIFO_STREAM = const(0x80)
 _FSS_MASK = const(0x1F)
 _OVRN = const(0x40)
+# BOOT reloads the trimming values from the chip's flash; writes made before that
+# ends are lost. ST gives one figure for the boot procedure: "approximately 5
+# milliseconds" (application note AN3308, DocID18198 Rev 3, "Startup sequence",
+# of the boot at power-up, which BOOT starts again); the datasheet (DocID17530
+# Rev 2) gives none. An approximate figure is no bound: twice it.
+BOOT_MS = const(10)
 FIFO_DEPTH = const(32)
 SAMPLE_RATE = const(50)
 MG_PER_LSB = const(2)  # +-4 g, high resolution: 2 mg per 12-bit digit
 
 
 class LIS3DH:
-    def __init__(self, bus, bus_name="i2c", address=ADDRESS):
+    def __init__(self, bus, bus_name="i2c", address=ADDRESS, sleep_ms=None):
         self._bus = bus
         self._addr = address
-        probe(bus, bus_name, address, _WHO_AM_I, WHO_AM_I, "LIS3DH")
+        probe(bus, bus_name, address, _REG_WHO_AM_I, WHO_AM_I_VALUE, "LIS3DH")
+        self._sleep_ms = sleep_ms or time.sleep_ms
         self._reg = bytearray(1)
         self._raw = bytearray(FIFO_DEPTH * 6)
         mv = memoryview(self._raw)
@@ -45,6 +54,7 @@ class LIS3DH:
 
     def start(self):
         self._write(_CTRL_REG5, _BOOT)  # reload trimming, reset the FIFO
+        self._sleep_ms(BOOT_MS)  # the chip takes no writes until the boot is over
         self._write(_CTRL_REG1, _ODR_50HZ_XYZ)
         self._write(_CTRL_REG4, _BDU_4G_HR)
         self._write(_CTRL_REG5, _FIFO_EN)

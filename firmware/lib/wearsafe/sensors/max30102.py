@@ -14,8 +14,8 @@ _MODE_CONFIG = const(0x09)
 _SPO2_CONFIG = const(0x0A)
 _LED1_PA = const(0x0C)
 _LED2_PA = const(0x0D)
-_PART_ID = const(0xFF)
-PART_ID = const(0x15)
+_REG_PART_ID = const(0xFF)
+PART_ID_VALUE = const(0x15)
 
 _MODE_RESET = const(0x40)
 _MODE_SPO2 = const(0x03)
@@ -32,7 +32,7 @@ class MAX30102:
     def __init__(self, bus, bus_name="i2c", address=ADDRESS, sleep_ms=None):
         self._bus = bus
         self._addr = address
-        probe(bus, bus_name, address, _PART_ID, PART_ID, "MAX30102")
+        probe(bus, bus_name, address, _REG_PART_ID, PART_ID_VALUE, "MAX30102")
         self._sleep_ms = sleep_ms
         self._reg = bytearray(1)
         self._ptrs = bytearray(3)  # WR_PTR, OVF_COUNTER, RD_PTR: one burst read

@@ -1,0 +1,77 @@
+"""The esp32-port model: board/esp32_devkitc's build running unchanged on the unix port.
+
+board/sim/esp32port holds MicroPython modules that stand in for what the
+esp32 port has and the unix port lacks or does otherwise (time with the 2000
+epoch and 30-bit ticks, esp32.NVS and Partition with the stock and OTA
+tables and the bootloader's rollback, machine.I2C carrying the sim board's
+chips, WLAN, ntptime). They come first on the device's path, as a port's
+built-in modules do. It is test equipment: nothing of it is in a board's
+build. A modelled device's filesystem root is its state directory (the
+working directory), where the model also keeps its flash (esp32-*.bin,
+nvs-*.bin).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from host_tools.build import compile_module
+from host_tools.paths import BOARDS, BUILD, ToolError, micropython
+
+SOURCES = (BOARDS / "sim" / "esp32port", BOARDS / "sim" / "simhw")
+BOARD = "esp32_devkitc"
+VARIANTS = ("ota", "stock")
+# Before the firmware's boot.py: the port's _boot (the bootloader's choice of slot).
+POWER_ON = "import _boot"
+# GC heap the model itself holds once loaded (its modules, the I2C bus with the
+# emulated chips, NVS and partition objects): built-in C modules and silicon on
+# a board, so a modelled device gets this much on top of its heap limit.
+# tests/test_esp32_model.py measures it (52,896 bytes on the 64-bit unix port).
+MODEL_HEAP = 56 * 1024
+
+
+def build_model() -> Path:
+    """build/esp32port/lib: the model's modules and the chips it carries, as .mpy."""
+    out = BUILD / "esp32port" / "lib"
+    for tree in SOURCES:
+        for src in sorted(tree.glob("*.py")):
+            rel = Path(src.name) if tree.name == "esp32port" else Path(tree.name) / src.name
+            target = out / rel.with_suffix(".mpy")
+            if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
+                compile_module(src, target, str(rel))
+    return out
+
+
+def model_env(fs: Path, state: Path, variant: str = "ota", **extra: str) -> dict[str, str]:
+    """Environment of a modelled ESP32 running the esp32 build in `fs` on state `state`."""
+    if variant not in VARIANTS:
+        raise ToolError(f"unknown ESP32 firmware variant {variant!r}: ota or stock")
+    path = os.pathsep.join([str(build_model()), str(fs / "lib"), str(fs), ".frozen"])
+    env = dict(os.environ, MICROPYPATH=path, WEARSAFE_SIM_DIR=str(state),
+               WEARSAFE_ESP32_VARIANT=variant)
+    env.update(extra)
+    return env
+
+
+NVS_KEY = """
+import json, board
+from binascii import unhexlify
+from wearsafe import keystore
+k = json.load(open('factory/payload-key.json'))
+store = keystore.Keystore(board.nvs(keystore.NAMESPACE))
+store.provision(k['device_id'], unhexlify(k['key']), unhexlify(k['key_id']),
+                unhexlify(k['base_iv']))
+"""
+
+
+def install_payload_key(fs: Path, state: Path) -> None:
+    """What `wearsafe flash` does on a board: the payload key into NVS, then out of the bundle."""
+    key_file = state / "factory" / "payload-key.json"
+    done = subprocess.run([micropython(), "-c", NVS_KEY], cwd=state, env=model_env(fs, state),
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ToolError(f"writing the payload key into the modelled NVS failed:\n{done.stderr}")
+    key_file.unlink()
+    key_file.parent.rmdir()
