@@ -192,13 +192,14 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_hil(args: argparse.Namespace) -> int:
     """The target suite on a board through mpremote, then the board end to end."""
-    from host_tools.hil import board_end_to_end, parse_broker, run_suite
+    from host_tools.hil import board_end_to_end, certified_broker, run_suite
+    from host_tools.ingest import open_server
 
     if not args.suite_only:
         if args.broker is None:
             raise paths.ToolError("give --broker HOST:PORT for the end-to-end check (and "
                                   "--server), or --suite-only")
-        parse_broker(args.broker)
+        certified_broker(args.broker, open_server(args.server))  # before the board is touched
     status = run_suite(args.port, args.board, args.select)
     if status != 0 or args.suite_only:
         return status

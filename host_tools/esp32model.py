@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from host_tools.build import compile_module
 from host_tools.paths import BOARDS, BUILD, ToolError, micropython
+from host_tools.provision import Device, provision
+from host_tools.server import Server
 
 SOURCES = (BOARDS / "sim" / "esp32port", BOARDS / "sim" / "simhw")
 BOARD = "esp32_devkitc"
@@ -28,7 +31,7 @@ POWER_ON = "import _boot"
 # GC heap the model itself holds once loaded (its modules, the I2C bus with the
 # emulated chips, NVS and partition objects): built-in C modules and silicon on
 # a board, so a modelled device gets this much on top of its heap limit.
-# tests/test_esp32_model.py measures it (52,896 bytes on the 64-bit unix port).
+# tests/test_esp32_model.py measures it (53,536 bytes on the 64-bit unix port).
 MODEL_HEAP = 56 * 1024
 
 
@@ -42,6 +45,14 @@ def build_model() -> Path:
             if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
                 compile_module(src, target, str(rel))
     return out
+
+
+def power_on(fs: Path, state: Path, code: str, heap: int, **extra: str) -> dict[str, Any]:
+    """subprocess arguments: the modelled board in `state` powers on (the port's _boot,
+    the bootloader's choice of slot) and runs `code` with `heap` bytes for the firmware."""
+    return {"args": [micropython(), "-X", f"heapsize={heap + MODEL_HEAP}", "-c",
+                     f"{POWER_ON}; {code}"],
+            "cwd": state, "env": model_env(fs, state, **extra)}
 
 
 def model_env(fs: Path, state: Path, variant: str = "ota", **extra: str) -> dict[str, str]:
@@ -75,3 +86,15 @@ def install_payload_key(fs: Path, state: Path) -> None:
         raise ToolError(f"writing the payload key into the modelled NVS failed:\n{done.stderr}")
     key_file.unlink()
     key_file.parent.rmdir()
+
+
+def provision_model_device(server: Server, fs: Path, state: Path, broker_port: int,
+                           batch_seconds: int = 60) -> Device:
+    """A modelled ESP32 in `state` as `wearsafe flash` leaves a board: the bundle,
+    the payload key in NVS, Wi-Fi credentials for the modelled access point."""
+    device = provision(server, BOARD, state, {"batch_seconds": batch_seconds,
+                                              "broker_host": "localhost",
+                                              "broker_port": broker_port})
+    install_payload_key(fs, state)
+    (state / "wifi.json").write_text('{"ssid": "wearsafe-sim", "key": "sim"}\n')
+    return device

@@ -14,10 +14,10 @@ Steps (`--dry-run` prints them as commands):
   5. mpremote runs a one-off script that writes the payload key into the
      board's NVS; the key file then leaves the bundle (factory/ is deleted)
 
-mpremote runs with `resume` (no soft reset), which a unix-port virtual
-board needs and a real board does not mind. The key goes to the board as a
-script over the serial link, never on a command line (others can read
-those in `ps`).
+mpremote runs with `resume`: no soft reset between the steps, so the
+application is not started again halfway through its own installation. The
+key goes to the board as a script over the serial link, never on a command
+line (others can read those in `ps`).
 """
 
 from __future__ import annotations

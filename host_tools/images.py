@@ -29,8 +29,10 @@ VENDOR = "wearsafe"
 KIND_TLV = "0xa0"
 KINDS = {"firmware": 1, "app": 2}
 HEADER_SIZE = 32
-# imgtool's -S: the slot it checks the image against. The device checks its own.
-SLOT_SIZE = {"firmware": 0x400000 + 0x1000, "app": 0x80000 + 0x1000}
+# imgtool's -S: the slot it checks the image against (payload plus a page for the
+# header and TLVs); the device checks its own. Firmware: an app slot of
+# MicroPython's ESP32_GENERIC OTA variant, 0x180000 (ports/esp32/partitions-4MiB-ota.csv).
+SLOT_SIZE = {"firmware": 0x180000 + 0x1000, "app": 0x80000 + 0x1000}
 FACTORY_ONLY = ("bootsel.mpy", "board.mpy", "simhw")  # never replaced by an app bundle
 TRUST_FILE = Path("certs") / "update-trust.json"
 

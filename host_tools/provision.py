@@ -134,15 +134,17 @@ def provision(server: Server, board: str, bundle: Path, settings: dict[str, obje
     return Device(device_id, bundle)
 
 
-def certified_broker_host(server: Server, host: str) -> str:
+def certified_broker_host(server: Server, host: str, issue: bool = True) -> str:
     """`host` (normalised: host_name) once the broker's certificate names it; that
-    certificate is issued naming it if there is none yet. ToolError, saying what to
-    run, when the certificate does not name it: the device would refuse the broker."""
+    certificate is issued naming it if there is none yet (and `issue`). ToolError,
+    saying what to run, when the certificate does not name it: the device would
+    refuse the broker."""
     name = host_name(host)
     ca = server.ca
     certified = ca.certified_broker_names()
     if certified is None and not ca.broker_cert_path.exists():
-        ca.ensure_broker_certificate([name])  # first use: no broker presents one yet
+        if issue:
+            ca.ensure_broker_certificate([name])  # first use: no broker presents one yet
         return name
     if certified is None:
         raise ToolError(f"the broker's certificate {ca.broker_cert_path} is unreadable: "

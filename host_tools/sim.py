@@ -35,12 +35,12 @@ from typing import Any
 from host_tools.broker import Broker
 from host_tools.build import build
 from host_tools.esp32model import BOARD as ESP32_BOARD
-from host_tools.esp32model import MODEL_HEAP, POWER_ON, install_payload_key, model_env
+from host_tools.esp32model import power_on, provision_model_device
 from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, decode_senml
-from host_tools.provision import Device, private_files, provision, provision_sim_device, sim_env
+from host_tools.provision import Device, private_files, provision_sim_device, sim_env
 from host_tools.server import Server, private_dir
 from host_tools.service import die_with_parent, sigterm_as_ctrl_c, stop_group
 from host_tools.target import heap_bytes
@@ -120,14 +120,12 @@ class SimDevice:
         state = self.device.state
         if fs.parent.name == "sim":
             # cwd: the device's filesystem root, as on a board; boot.py, then main.py.
-            env, cwd, heap, code = sim_env(fs, state, **run), fs, SIM_HEAP, "import boot, main"
+            how = {"args": [micropython(), "-X", f"heapsize={SIM_HEAP}", "-c", "import boot, main"],
+                   "cwd": fs, "env": sim_env(fs, state, **run)}
         else:  # board/esp32_devkitc over the esp32-port model: its root is its state
-            env, cwd = model_env(fs, state, **run), state
-            heap = str(heap_bytes(SIM_HEAP) + MODEL_HEAP)
-            code = f"{POWER_ON}; import boot, main"
+            how = power_on(fs, state, "import boot, main", heap_bytes(SIM_HEAP), **run)
         self.process = subprocess.Popen(
-            [micropython(), "-X", f"heapsize={heap}", "-c", code],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            **how, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_device_process)
         self.link = "starting"
         self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
@@ -372,12 +370,7 @@ class Simulation:
             return Device(known.read_text().strip(), state)
         if self.board == "sim":
             return provision_sim_device(self.server, fs, state, port, self.batch_seconds)
-        device = provision(self.server, self.board, state, {
-            "batch_seconds": self.batch_seconds, "broker_host": "localhost",
-            "broker_port": port})
-        install_payload_key(fs, state)  # as `wearsafe flash` does on a board
-        (state / "wifi.json").write_text('{"ssid": "wearsafe-sim", "key": "sim"}\n')
-        return device
+        return provision_model_device(self.server, fs, state, port, self.batch_seconds)
 
     def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
         """Run until the duration ends or Ctrl-C; the host time it ended."""

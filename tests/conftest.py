@@ -57,14 +57,17 @@ def sim_build() -> Path:
 
 
 class Fleet:
-    """A server directory, a real Mosquitto with TLS on a free port, and the ingest."""
+    """A server directory, a real Mosquitto with TLS on a free port, and the ingest;
+    its devices run the sim board's build, or board/esp32_devkitc's over the
+    esp32-port model."""
 
-    def __init__(self, root: Path, fs: Path) -> None:
+    def __init__(self, root: Path, fs: Path, board: str = "sim") -> None:
         from host_tools.broker import Broker
         from host_tools.server import Server
 
         self.root = root
         self.fs = fs
+        self.board = board
         from host_tools.images import signing_key_for
 
         self.server = Server(root / "server").init()
@@ -97,21 +100,28 @@ class Fleet:
         self.broker.stop()
 
     def add_device(self, batch_seconds: int = 2):  # type: ignore[no-untyped-def]
+        from host_tools.esp32model import provision_model_device
         from host_tools.provision import provision_sim_device
 
         self._devices += 1
-        return provision_sim_device(self.server, self.fs, self.root / f"device-{self._devices}",
-                                    self.broker.port, batch_seconds)
+        add = provision_sim_device if self.board == "sim" else provision_model_device
+        return add(self.server, self.fs, self.root / f"device-{self._devices}", self.broker.port,
+                   batch_seconds)
 
     def app_command(self, device, seconds: int, speed: str = "0", heap: str = SIM_HEAP,  # type: ignore[no-untyped-def]
                     **env: str) -> dict:  # type: ignore[type-arg]
         """subprocess arguments: the device powers on (boot.py) and runs `seconds` of
         simulated time."""
+        from host_tools.esp32model import power_on
         from host_tools.paths import micropython
         from host_tools.provision import sim_env
+        from host_tools.target import heap_bytes
 
-        return {"args": [micropython(), "-X", f"heapsize={heap}", "-c",
-                         f"import boot, wearsafe.app; wearsafe.app.run({seconds})"],
+        code = f"import boot, wearsafe.app; wearsafe.app.run({seconds})"
+        if self.board != "sim":
+            return dict(power_on(self.fs, device.state, code, heap_bytes(heap),
+                                 WEARSAFE_SIM_SPEED=speed, **env), text=True)
+        return {"args": [micropython(), "-X", f"heapsize={heap}", "-c", code],
                 "cwd": self.fs, "text": True,
                 "env": sim_env(self.fs, device.state, WEARSAFE_SIM_SPEED=speed, **env)}
 
@@ -133,5 +143,15 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path, sim_build: Path):  # type: ignore[no-untyped-def]
     f = Fleet(tmp_path, sim_build).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def esp32_fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fleet of modelled ESP32s (board/esp32_devkitc's build over the esp32-port model)."""
+    from host_tools.build import build
+
+    f = Fleet(tmp_path, build("esp32_devkitc"), "esp32_devkitc").start()
     yield f
     f.stop()

@@ -294,6 +294,17 @@ def test_provision_refuses_a_broker_host_the_certificate_does_not_name(tmp_path)
     assert out.returncode == 0, out.stderr
 
 
+def test_hil_refuses_a_broker_the_certificate_does_not_name(tmp_path):
+    """Said before the board is touched (/dev/ttyUSB7 does not exist here)."""
+    server_dir = tmp_path / "server"
+    assert wearsafe("broker-config", "--server", server_dir, "--out", tmp_path / "conf",
+                    "--broker-name", LAN_NAME).returncode == 0
+    out = wearsafe("hil", "--port", "/dev/ttyUSB7", "--server", server_dir, "--broker",
+                   "other-broker.lan:8883")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "does not name 'other-broker.lan'" in out.stderr, out.stderr
+
+
 def test_first_provision_certifies_the_broker_host(tmp_path):
     """No broker certificate yet (no broker can be running it): the first one names the
     host the device is given."""

@@ -80,6 +80,13 @@ def test_esp32_virtual_board_runs_the_esp32_port_model(tmp_path: Path):
                 break
             time.sleep(0.2)
         assert back.stdout.strip() == "2", back.stdout + back.stderr  # HARD_RESET
+        # a soft reset neither resets the chip nor runs the bootloader: a pending
+        # trial stays pending (a bootloader step would roll it back)
+        trial = '{"seq": 1, "state": "pending-verify"}'
+        (tmp_path / "esp32-otadata.json").write_text(trial)
+        soft = mpremote(port, "soft-reset", "exec", "import machine; print(machine.reset_cause())")
+        assert soft.stdout.strip() == "5", soft.stdout + soft.stderr  # SOFT_RESET
+        assert (tmp_path / "esp32-otadata.json").read_text() == trial
     finally:
         os.killpg(vboard.pid, signal.SIGTERM)
         vboard.wait(timeout=10)

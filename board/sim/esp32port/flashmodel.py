@@ -244,11 +244,25 @@ def _first_app():
 _running = None
 
 
+def soft_reset():
+    """Started by a soft reset (the virtual board says so in $WEARSAFE_VBOARD_RESET):
+    ports/esp32/main.c goes back to its soft_reset label, so the chip and the
+    bootloader do not run again and machine.reset_cause() is SOFT_RESET."""
+    return os.getenv("WEARSAFE_VBOARD_RESET") == "soft"
+
+
 def running_label():
-    """The app slot this boot runs: the bootloader's choice, made once per power-on."""
+    """The app slot this boot runs: the bootloader's choice, made once per chip reset."""
     global _running
     if _running is None:
-        _running = _bootloader()
+        path = state_dir() + "/esp32-running"
+        if soft_reset():
+            with open(path) as f:
+                _running = f.read()
+        else:
+            _running = _bootloader()
+            with open(path, "w") as f:
+                f.write(_running)
     return _running
 
 

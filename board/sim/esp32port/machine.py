@@ -16,6 +16,8 @@ _reset_cause = flashmodel.take_reset_cause()
 
 
 def reset_cause():
+    if flashmodel.soft_reset():  # modmachine.c: is_soft_reset comes first
+        return SOFT_RESET
     return _CAUSES.get(_reset_cause, PWRON_RESET)
 
 

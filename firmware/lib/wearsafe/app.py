@@ -60,8 +60,8 @@ class Updates:
 
         trust = install.load_trust(state + "/certs/update-trust.json")
         self.installer = install.Installer(board, trust, install.Counters(board.nvs("ota")))
-        running = {updater.image.KIND_APP: VERSION, updater.image.KIND_FIRMWARE:
-                   self.installer.record.data.get("firmware_version", "0.0.0")}
+        running = {updater.image.KIND_APP: VERSION,
+                   updater.image.KIND_FIRMWARE: self.installer.firmware_version()}
         self.updater = updater.Updater(link, self.installer, board, running)
         # an app bundle or a firmware on trial: unconfirmed in time, it is rolled back
         self.on_trial = self.installer.record.on_trial or self.installer.firmware_on_trial()
@@ -70,10 +70,6 @@ class Updates:
 
     def service(self, uplink):
         """One second's update work; the status lines to send, if any."""
-        if uplink.link.connected:
-            uplink.link.poll()
-            if not len(uplink.outbox):
-                self.updater.service()
         reports = self.updater.reports
         self.updater.reports = []
         if uplink.delivered and not self.confirmed:
@@ -85,6 +81,12 @@ class Updates:
                 log.error("update-unconfirmed", "no message reached the broker: resetting, "
                                                 "the previous image comes back")
                 board.reset()
+        if uplink.link.connected:
+            uplink.link.poll()
+            # an image on trial is kept or rolled back, and that reported, before the
+            # next one may start: installing ends in a reset
+            if not (reports or len(uplink.outbox)) and (self.confirmed or not self.on_trial):
+                self.updater.service()
         return [("update", "%s %s %s" % (event, info["version"],
                                           info.get("reason", info.get("kind"))))
                 for event, info in reports]

@@ -258,6 +258,12 @@ class Installer:
         trial = self.record.data.get("firmware_trial")
         return trial is not None and self.board.running_firmware_slot() == trial["slot"]
 
+    def firmware_version(self):
+        """The running firmware's version: a trial's own, else the last one confirmed."""
+        if self.firmware_on_trial():
+            return self.record.data["firmware_trial"]["version"]
+        return self.record.data.get("firmware_version", "0.0.0")
+
     def confirm(self):
         """The running image reached the broker: keep it. [(event, info), ...] to report."""
         events = []
