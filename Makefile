@@ -53,8 +53,8 @@ bench: deps
 	$(WS) bench
 
 hil: deps
-	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 [BROKER=host:8883]"; exit 2; }
-	$(WS) hil --port $(PORT) $(if $(BROKER),--broker $(BROKER),--suite-only)
+	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 [BROKER=host:8883 SERVER=dir]"; exit 2; }
+	$(WS) hil --port $(PORT) $(if $(BROKER),--broker $(BROKER) --server $(SERVER),--suite-only)
 
 flash: deps
 	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyUSB0 BUNDLE=bundles/dev-1 [FIRMWARE=ESP32_GENERIC-OTA-<date>-v1.29.0.bin]"; \

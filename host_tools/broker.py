@@ -2,11 +2,11 @@
 
 The configuration has one listener, TLS with client certificates required;
 there is no plaintext listener and no password login. The certificate's CN
-is the MQTT user name, and the ACL gives each device exactly:
+is the MQTT user name and the client id, and the ACL gives each device exactly:
     write  devices/<its id>/up       sealed readings
     write  devices/<its id>/status   its last will ("offline")
     read   updates/#                 signed update announcements (OTA)
-and the ingest identity reads devices/+/up.
+and each ingest process's identity reads devices/+/up.
 Revoked certificates are in the CRL; the broker rereads it on SIGHUP.
 """
 
@@ -29,8 +29,13 @@ from host_tools.paths import ToolError
 from host_tools.pki import FleetCA, write_private, write_public
 from host_tools.service import Service, die_with_parent
 
-INGEST_ID = "ingest"
+INGEST_ID = "ingest"  # the first ingest process; the others: ingest_identity(n)
+INGEST_PROCESSES = 8  # each its own certificate: the broker makes its CN the client id
 RELEASE_ID = "release"  # publishes signed update images
+HIL_ID = "hil"  # hardware-in-the-loop: reads the board under test's uplink
+# Largest MQTT packet the broker takes: an outbox record (<= 4 KiB sealed) or an
+# update chunk (release.CHUNK, 4 KiB) with its topic, with room to spare.
+MAX_PACKET = 16 * 1024
 SHARE_GROUP = "ingest"
 UP_TOPIC = "devices/{}/up"
 # A plain persistent subscription: Mosquitto 2.0 does not restore shared
@@ -39,20 +44,34 @@ UP_TOPIC = "devices/{}/up"
 INGEST_SUBSCRIPTION = "devices/+/up"
 SHARED_INGEST_SUBSCRIPTION = f"$share/{SHARE_GROUP}/devices/+/up"
 
+
+
+def ingest_identity(n: int) -> str:
+    """The certificate CN (and so the client id) of ingest process n, 1..INGEST_PROCESSES."""
+    if not 1 <= n <= INGEST_PROCESSES:
+        raise ToolError(f"ingest process number {n}: give 1 to {INGEST_PROCESSES}")
+    return INGEST_ID if n == 1 else f"{INGEST_ID}-{n}"
+
+
+_INGEST_USERS = "".join(f"user {ingest_identity(n)}\ntopic read devices/+/up\n"
+                        for n in range(1, INGEST_PROCESSES + 1))
 ACL = f"""\
-# wearsafe broker ACL: the user name is the client certificate's CN.
+# wearsafe broker ACL: the user name is the client certificate's CN, and so is
+# the client id (use_username_as_clientid): no one holds another's session.
 # Every device (a pattern applies to all users; %u is the user name):
 pattern write devices/%u/up
 pattern write devices/%u/status
 pattern read updates/#
 
-# The ingest reads every device's readings (also through $share/{SHARE_GROUP}/).
-user {INGEST_ID}
-topic read devices/+/up
-
+# Each ingest process reads every device's readings (also through $share/{SHARE_GROUP}/).
+{_INGEST_USERS}
 # Release engineering publishes signed images and their announcements.
 user {RELEASE_ID}
 topic readwrite updates/#
+
+# A hardware-in-the-loop run reads the board under test's readings.
+user {HIL_ID}
+topic read devices/+/up
 """
 
 
@@ -95,6 +114,8 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         # Mosquitto drops QoS 1 messages past 1000 queued for a slow or absent
         # subscriber, after the device has had its PUBACK: queue far more.
         "max_queued_messages 100000",
+        # A larger packet closes the connection that sent it, before anyone reads it.
+        f"max_packet_size {MAX_PACKET}",
         "log_dest stderr",
         "log_type error",
         "log_type warning",
@@ -109,6 +130,10 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         f"crlfile {out / 'crl.pem'}",
         "require_certificate true",
         "use_identity_as_username true",
+        # The client id is the certificate's CN, whatever the client asked for: a
+        # device with a valid certificate cannot take the ingest's persistent
+        # session (and the messages queued in it), nor knock another device off.
+        "use_username_as_clientid true",
         "tls_version tlsv1.2",
     ]
     if run_as_me:

@@ -83,7 +83,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from host_tools.ingest import Ingest, open_server
 
     print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
-    Ingest(open_server(args.server)).run(args.port, args.host, args.client_id,
+    Ingest(open_server(args.server)).run(args.port, args.host, args.process,
                                          shared=args.shared)
     return 0
 
@@ -102,12 +102,80 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from host_tools.hil import parse_broker
     from host_tools.ingest import forget, open_server
 
-    deleted = forget(open_server(args.server), args.device)
+    broker = parse_broker(args.broker) if args.broker else None
+    deleted, notes = forget(open_server(args.server), args.device, broker)
     print(f"forgot device {args.device}: key destroyed, {deleted} stored messages deleted, "
-          "certificate revoked")
+          "certificate revoked (in the CRL)")
+    for note in notes:
+        print(f"  {note}")
     return 0
+
+
+def cmd_kek_rotate(args: argparse.Namespace) -> int:
+    from host_tools.ingest import open_server
+
+    count = open_server(args.server).rotate_kek()
+    print(f"{args.server}/kek: new key-encryption key; {count} device keys rewrapped under it "
+          "(restart the ingest; copies of the old kek open nothing now)")
+    return 0
+
+
+def _fleet_ca(server: Path):  # type: ignore[no-untyped-def]
+    """The fleet CA of a server directory, without open_server's warnings."""
+    from host_tools.pki import FleetCA
+
+    if not (server / "pki" / "ca.key").exists():
+        raise paths.ToolError(f"{server} is not a wearsafe server directory (no pki/ca.key)")
+    return FleetCA(server / "pki").check()
+
+
+def cmd_crl_renew(args: argparse.Namespace) -> int:
+    from host_tools.pki import CRL_RENEW_DAYS, crl_number, install_crl, reload_broker_pid
+
+    ca = _fleet_ca(args.server)
+    why = ca.renew_crl_if_due(force=args.force)
+    crl = ca.crl()
+    assert crl is not None and crl.next_update_utc is not None
+    until = crl.next_update_utc.strftime("%Y-%m-%d %H:%M UTC")
+    if why:
+        print(f"CRL re-signed ({why}): number {crl_number(crl)}, {len(crl)} revoked, valid "
+              f"until {until}")
+    else:
+        print(f"CRL valid until {until}: re-signed when fewer than {CRL_RENEW_DAYS} days are "
+              "left (--force: now)")
+    dirs = list(args.broker_dir)
+    own = args.server / "broker"
+    if (own / "mosquitto.conf").exists() and own not in dirs:
+        dirs.append(own)
+    copies = install_crl(ca, dirs)
+    for copy, written in copies:
+        print(f"{copy}: {'written' if written else 'already current'}")
+    if not dirs:
+        print(f"no broker configuration given: copy {ca.crl_path} to each broker's crlfile "
+              "(--broker-dir DIR does it, whole) and reload the broker")
+    changed = bool(why) or any(written for _, written in copies)
+    for pid_file in args.broker_pid if changed else ():
+        print(f"sent SIGHUP to the broker (pid {reload_broker_pid(pid_file)}): it rereads "
+              "the CRL")
+    if changed and not args.broker_pid:
+        print("reload each broker now, or it keeps checking devices against the CRL it "
+              "read before (refusing every device once that one ends): Mosquitto rereads it "
+              "on SIGHUP: `systemctl reload mosquitto`, `kill -HUP <pid>`, or --broker-pid FILE")
+    ca.warn_expiring(*dirs)
+    return 0
+
+
+def cmd_pki_status(args: argparse.Namespace) -> int:
+    ca = _fleet_ca(args.server)
+    status = ca.status([*args.broker_dir, args.server / "broker"])
+    print("\n".join(status.lines()))
+    warnings = status.warnings()
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return 1 if warnings else 0
 
 
 def cmd_signing_key(args: argparse.Namespace) -> int:
@@ -196,9 +264,9 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from host_tools.ingest import open_server
 
     if not args.suite_only:
-        if args.broker is None:
-            raise paths.ToolError("give --broker HOST:PORT for the end-to-end check (and "
-                                  "--server), or --suite-only")
+        if args.broker is None or args.server is None:
+            raise paths.ToolError("give --broker HOST:PORT and --server DIR for the end-to-end "
+                                  "check, or --suite-only")
         certified_broker(args.broker, open_server(args.server))  # before the board is touched
     status = run_suite(args.port, args.board, args.select)
     if status != 0 or args.suite_only:
@@ -312,11 +380,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-seconds", type=int, default=5,
                     help="seconds of vitals per sealed message (device default 60; 5 here "
                          "so a short run shows messages)")
-    default_server = paths.ROOT / "sim-state" / "server"
+    # Commands that touch a fleet's server directory name it: no default can point a
+    # production command at the simulator's (whose update key is a throwaway).
     sp = add("broker-config", cmd_broker_config, "write a TLS-only Mosquitto configuration, its "
                                                  "ACL and CRL, and the same rules as an AWS IoT "
                                                  "Core policy")
-    sp.add_argument("--server", type=Path, default=default_server,
+    sp.add_argument("--server", type=Path, required=True,
                     help="server directory holding the fleet CA (created if missing)")
     sp.add_argument("--out", type=Path, required=True, help="directory to write into")
     sp.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
@@ -328,26 +397,51 @@ def parser() -> argparse.ArgumentParser:
                          "certificate (repeatable; localhost and 127.0.0.1 always; names "
                          "certified before stay; no wildcards)")
     sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--host", default="localhost", help="broker host name (its certificate's)")
     sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
-    sp.add_argument("--client-id", default="ingest-1",
-                    help="this process's client id: one per ingest process")
+    sp.add_argument("--process", type=int, default=1, metavar="N",
+                    help="this ingest process's number, 1 to 8: each has its own "
+                         "certificate, whose name the broker makes its client id")
     sp.add_argument("--shared", action="store_true",
                     help="split the load with other ingest processes ($share/ingest/...); "
                          "Mosquitto 2.0 drops what arrives right after a broker restart then")
     sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--device", required=True, help="device pseudonym")
     sp.add_argument("--format", choices=("csv", "fhir"), default="csv")
     sp.add_argument("--out", type=Path, help="file to write (0600); default standard output")
     sp = add("forget", cmd_forget, "crypto-shred a device: destroy its key, delete its records, "
                                    "revoke its certificate (audited)")
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--device", required=True, help="device pseudonym")
+    sp.add_argument("--broker", metavar="HOST:PORT",
+                    help="the broker where its live session is cut (default: the listener "
+                         "of the server's own broker configuration)")
+    sp = add("kek-rotate", cmd_kek_rotate, "rewrap every device key in the vault under a "
+                                           "new key-encryption key")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
+    sp = add("crl-renew", cmd_crl_renew, "re-sign the CRL when it is due (fewer than 20 days "
+                                         "left), copy it into each broker configuration and "
+                                         "reload the broker; schedule it daily")
+    sp.add_argument("--server", type=Path, required=True, help="server directory (fleet CA)")
+    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
+                    help="a broker's configuration directory (broker-config --out): its "
+                         "crl.pem is replaced whole (repeatable; SERVER/broker always when "
+                         "it holds a mosquitto.conf)")
+    sp.add_argument("--broker-pid", type=Path, action="append", default=[], metavar="FILE",
+                    help="the pid file of a running Mosquitto to send SIGHUP when the CRL "
+                         "changed (repeatable; or `systemctl reload mosquitto`)")
+    sp.add_argument("--force", action="store_true", help="re-sign now even if not yet due")
+    sp = add("pki-status", cmd_pki_status, "when the CA, the broker's certificate, the CRL, "
+                                           "the service and device certificates end; exit "
+                                           "status 1 when something needs attention")
+    sp.add_argument("--server", type=Path, required=True, help="server directory (fleet CA)")
+    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
+                    help="also check the CRL this broker configuration holds (repeatable)")
     sp = add("signing-key", cmd_signing_key, "create an Ed25519 image-signing key (imgtool) and "
                                              "make devices provisioned from now on trust it")
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--key", type=Path, required=True, help="private key file (PEM, 0600)")
     sp = add("sign", cmd_sign, "sign a firmware or app bundle into an MCUboot image (imgtool)")
     sp.add_argument("payload", type=Path, nargs="?",
@@ -362,7 +456,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("publish-image", cmd_publish_image, "publish a signed image to a board class's "
                                                  "update channel (retained, over TLS)")
     sp.add_argument("image", type=Path)
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--board", default="sim", help="board class (update channel)")
     sp.add_argument("--host", default="localhost", help="broker host name")
     sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
@@ -377,7 +471,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", default="esp32_devkitc",
                     help=f"board it is for: {', '.join(paths.board_names())} "
                          "(default esp32_devkitc)")
-    sp.add_argument("--server", type=Path, default=default_server,
+    sp.add_argument("--server", type=Path, required=True,
                     help="server directory: fleet CA (created on first use), key vault")
     sp.add_argument("--broker-host", default="localhost",
                     help="broker host name or IP address the device connects to; the "
@@ -414,14 +508,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
     sp.add_argument("--broker", metavar="HOST:PORT",
                     help="broker the board can reach, for the end-to-end check")
-    sp.add_argument("--server", type=Path, default=default_server,
+    sp.add_argument("--server", type=Path,
                     help="server directory that provisioned the board (to open its messages)")
     sp.add_argument("-k", dest="select", metavar="EXPR",
                     help="only the target tests matching this pytest expression")
     sp.add_argument("--suite-only", action="store_true", help="skip the end-to-end check")
     sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
                                    "of the vitals received and the fleet's delivery figures")
-    sp.add_argument("--server", type=Path, default=default_server, help="server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
     sp.add_argument("--summary", type=Path,
                     help="a `wearsafe sim` summary.json (default: next to the server directory)")
     sp.add_argument("--out", type=Path, default=paths.ROOT / "sim-state" / "report.html",

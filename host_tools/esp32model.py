@@ -94,7 +94,7 @@ def provision_model_device(server: Server, fs: Path, state: Path, broker_port: i
     the payload key in NVS, Wi-Fi credentials for the modelled access point."""
     device = provision(server, BOARD, state, {"batch_seconds": batch_seconds,
                                               "broker_host": "localhost",
-                                              "broker_port": broker_port})
+                                              "broker_port": broker_port}, simulated=True)
     install_payload_key(fs, state)
     (state / "wifi.json").write_text('{"ssid": "wearsafe-sim", "key": "sim"}\n')
     return device

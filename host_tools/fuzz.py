@@ -38,6 +38,7 @@ from pathlib import Path
 
 from host_tools.paths import ROOT, ToolError, micropython
 
+DEVICE = "f0220000f0220000"  # a pseudonym as provision makes them (16 hex digits)
 TARGETS = ("ota", "cbor", "cose", "mqtt", "mqtt_tls", "ingest")
 HARNESS = ROOT / "tests" / "fuzz" / "fuzz_device.py"
 BATCH = 5000
@@ -287,7 +288,7 @@ def _tls_fixture(workdir: Path) -> tuple[Path, Path]:
 
     ca = Server(workdir / "server").init().ca
     ca.issue("localhost", server=True)
-    key_path, cert_path = ca.issue("dev")
+    key_path, cert_path = ca.issue(DEVICE)
     certs = workdir / "certs"
     certs.mkdir()
     (certs / "ca.der").write_bytes(der(ca.cert_path))
@@ -318,11 +319,11 @@ def fixture(target: str, workdir: Path) -> Fixture:
     if target == "mqtt_tls":  # whole sessions from the CONNACK on: mutations reach it too
         return Fixture(_mqtt_session_seeds())
     key, base_iv, kid = secrets.token_bytes(32), secrets.token_bytes(13), b"\x01\x02"
-    sealed = _sealed(key, base_iv, kid, "dev")
+    sealed = _sealed(key, base_iv, kid, DEVICE)
     if target == "cose":
         from host_tools.payloads import external_aad
 
-        aad = external_aad("dev", "devices/dev/up")
+        aad = external_aad(DEVICE, f"devices/{DEVICE}/up")
         return Fixture(sealed + _cbor_seeds(), [key.hex(), base_iv.hex(), aad.hex()])
     if target == "ingest":
         return Fixture(sealed + _cbor_seeds(), check=_ingest_checker(workdir, key, base_iv, kid))
@@ -340,12 +341,12 @@ def _ingest_checker(workdir: Path, key: bytes, base_iv: bytes, kid: bytes
     from host_tools.server import Server
 
     server = Server(workdir / "server").init()
-    server.register("dev", DeviceKey(kid, key, base_iv))
+    server.register(DEVICE, DeviceKey(kid, key, base_iv))
     ingest = Ingest(server, log=io.StringIO())
 
     def check(data: bytes) -> str:
         ingest.log = io.StringIO()  # a run of 100,000 would fill memory with verdicts
-        return ingest.accept("devices/dev/up", data).split(":")[0]
+        return ingest.accept(f"devices/{DEVICE}/up", data).split(":")[0]
     return check
 
 

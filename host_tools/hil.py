@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import queue
-import secrets
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from host_tools.broker import INGEST_ID, UP_TOPIC
+from host_tools.broker import HIL_ID, UP_TOPIC
 from host_tools.ingest import open_server, start_client, tls_client
 from host_tools.paths import TARGET_TESTS, ToolError
 from host_tools.payloads import DeviceKey, PayloadError, PayloadOpener
@@ -78,7 +77,7 @@ def _end_to_end(target: BoardTarget, server: Server, device_id: str, key: Device
                 host: str, broker_port: int, original: Path, seconds: int) -> int:
     settings = json.loads(original.read_text())
     arrived: queue.Queue[bytes] = queue.Queue()
-    client = tls_client(server, INGEST_ID, f"hil-{secrets.token_hex(4)}")
+    client = tls_client(server, server.identity(HIL_ID))
     client.on_message = lambda c, u, m: arrived.put(bytes(m.payload))
     topic = UP_TOPIC.format(device_id)
     client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)

@@ -5,7 +5,7 @@ class as an MCUboot class UUID (imgtool --vid/--cid: uuid5 of the class name
 in the vendor's namespace) and the payload kind (TLV 0xa0: 1 = firmware,
 2 = app bundle); imgtool adds SHA-256, KEYHASH and the Ed25519 signature of
 the digest. Devices trust the keys listed in their bundle's
-certs/update-trust.json.
+certs/update-trust.json, except those it revokes (by key hash).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import subprocess
 import tarfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -73,9 +74,48 @@ def public_spki(key_path: Path) -> bytes:
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def trust_document(board: str, spkis: list[bytes]) -> str:
-    return json.dumps({"class": board, "class_id": class_id(board).hex(),
-                       "keys": [k.hex() for k in spkis]}, indent=1) + "\n"
+ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# The 8 points of small order (RFC 8032 keys are never one): whoever picks R
+# among them can sign about one digest in 8 for such a key without knowing anything.
+SMALL_ORDER_KEYS = frozenset(bytes.fromhex(h) for h in (
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"))
+
+
+def key_hash(spki: bytes) -> str:
+    """The SHA-256 of an SPKI, hex: MCUboot's KEYHASH, and how the trust file revokes."""
+    return hashlib.sha256(spki).hexdigest()
+
+
+def trust_document(board: str, spkis: list[bytes], revoked: Iterable[bytes] = ()) -> str:
+    """certs/update-trust.json: the keys a device of `board` trusts, and the keys it
+    refuses even if listed (`revoked`: SPKI DER, or 32-byte key hashes), listed by hash.
+
+    A revoked key is left out of "keys"; the device also checks "revoked" itself, so a
+    trust file that lists a key it revokes still refuses it. Keys must be Ed25519 SPKIs
+    of usable keys: the device refuses the whole file otherwise (install.load_trust).
+    """
+    for spki in spkis:
+        if len(spki) != 44 or not spki.startswith(ED25519_SPKI_PREFIX):
+            raise ToolError("an update key is not an Ed25519 SubjectPublicKeyInfo (44 bytes DER)")
+        if spki[12:] in SMALL_ORDER_KEYS:
+            raise ToolError(f"update key {spki[12:20].hex()}... has small order: anyone could "
+                            "sign for it; it cannot be a trust anchor")
+    hashes = sorted({r.hex() if len(r) == 32 else key_hash(r) for r in revoked})
+    keys = [k.hex() for k in spkis if key_hash(k) not in hashes]
+    if not keys:
+        raise ToolError("every update key is revoked: a device would take no update at all")
+    document: dict[str, object] = {"class": board, "class_id": class_id(board).hex(),
+                                   "keys": keys}
+    if hashes:
+        document["revoked"] = hashes
+    return json.dumps(document, indent=1) + "\n"
 
 
 def _imgtool(*args: str) -> str:

@@ -11,8 +11,13 @@ Each message must open under the key registered for the device its topic
 names (AAD binds device and topic); what is stored is the sealed
 message itself, keyed by (key id, partial IV): a redelivery or a replay of a
 stored message is counted, never stored twice. The PUBACK goes out only
-after the message is committed. Logs name the device pseudonym, sizes and
-verdicts, never a reading.
+after the message is committed, or refused for good: nothing a device sends
+can raise out of the accept path (a message that breaks it anyway is kept
+in the quarantine table and acknowledged, not redelivered forever). When the
+store cannot commit (disk full) the message is not acknowledged and the
+ingest reconnects, so the broker sends it again. Each message costs one key
+lookup, by its key id; the broker takes no packet over MAX_PACKET. Logs name
+the device pseudonym, sizes and verdicts, never a reading.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
 import ssl
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +44,12 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
-from host_tools.broker import INGEST_ID, INGEST_SUBSCRIPTION, SHARED_INGEST_SUBSCRIPTION
+from host_tools.broker import INGEST_SUBSCRIPTION, SHARED_INGEST_SUBSCRIPTION, ingest_identity
 from host_tools.paths import ToolError
 from host_tools.payloads import PayloadError, PayloadOpener
 from host_tools.server import Server
 
+STORE_RETRY_S = 5  # pause before asking for a redelivery when the store failed
 LOINC = {  # SenML quantity -> (LOINC code, display, UCUM unit)
     "heart-rate": ("8867-4", "Heart rate", "/min"),
     "spo2": ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%"),
@@ -49,12 +58,14 @@ LOINC = {  # SenML quantity -> (LOINC code, display, UCUM unit)
 }
 
 
-def tls_client(server: Server, identity: str, client_id: str,
-               clean_session: bool = True) -> mqtt.Client:
-    """A paho client that proves `identity` (a certificate of the fleet CA)."""
+def tls_client(server: Server, identity: str, clean_session: bool = True,
+               manual_ack: bool = False) -> mqtt.Client:
+    """A paho client that proves `identity` (a certificate of the fleet CA), which the
+    broker also makes its client id."""
     pki = server.ca.directory
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311, clean_session=clean_session)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity,
+                         protocol=mqtt.MQTTv311, clean_session=clean_session,
+                         manual_ack=manual_ack)
     client.tls_set(ca_certs=str(pki / "ca.crt"), certfile=str(pki / f"{identity}.crt"),
                    keyfile=str(pki / f"{identity}.key"), cert_reqs=ssl.CERT_REQUIRED)
     return client
@@ -69,6 +80,14 @@ def start_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
     client.loop_start()
 
 
+DEVICE_ID = re.compile(r"[0-9a-f]{16}")  # a pseudonym, as provision makes them
+QUARANTINE_ROWS = 1000  # the newest messages that broke the ingest, kept for a person
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit (disk full, database locked): not the message's fault."""
+
+
 @dataclass
 class Ingest:
     server: Server
@@ -76,36 +95,47 @@ class Ingest:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    quarantined: int = 0
     # (device id, partial IV, opened payload): for an in-process watcher (the sim)
     on_stored: Callable[[str, int, bytes], None] | None = None
-    _keys: dict[bytes, tuple[str, Any]] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)  # why messages were rejected
 
     def __post_init__(self) -> None:
         self.db = self.server.messages_db()
-
-    def _key(self, kid: bytes) -> tuple[str, Any] | None:
-        if kid not in self._keys:
-            self._keys = self.server.keys()  # a device provisioned since: reload
-        return self._keys.get(kid)
+        self.vault = self.server.keys_db()
+        self.db.execute("CREATE TABLE IF NOT EXISTS quarantine (received_ms INTEGER NOT NULL, "
+                        "topic TEXT NOT NULL, reason TEXT NOT NULL, message BLOB NOT NULL)")
 
     def accept(self, topic: str, message: bytes) -> str:
-        """Verdict for one message: 'stored', 'duplicate' or 'rejected: why'."""
+        """Verdict for one message: 'stored', 'duplicate', 'rejected: why' or
+        'quarantined: why'. Raises StoreUnavailable only: the message is not
+        acknowledged then, and comes again."""
+        try:
+            return self._accept(topic, message)
+        except StoreUnavailable:
+            raise
+        except Exception as e:  # a bug of ours meets this message: keep it aside, go on
+            return self._quarantine(topic, message, type(e).__name__)
+
+    def _accept(self, topic: str, message: bytes) -> str:
         parts = topic.split("/")
-        if len(parts) != 3 or parts[0] != "devices" or parts[2] != "up":
-            return self._reject(topic, "not a device uplink topic")
+        if len(parts) != 3 or parts[0] != "devices" or parts[2] != "up" \
+                or not DEVICE_ID.fullmatch(parts[1]):
+            return self._reject("?", "not a device uplink topic")
         device_id = parts[1]
         try:
             kid = cbor2.loads(message).value[1][4]
         except Exception:
             return self._reject(device_id, "not a COSE_Encrypt0 message with a key id")
-        owner = self._key(kid) if isinstance(kid, bytes) else None
+        # looked up for every message: a device forgotten a moment ago is refused now
+        owner = self.server.key_by_id(kid, self.vault) if isinstance(kid, bytes) else None
         if owner is None:
             return self._reject(device_id, "unknown key id")
         if owner[0] != device_id:
             return self._reject(device_id, "topic names another device than the key's")
-        opener = PayloadOpener({kid: owner[1]}, in_order=False)
         try:
-            _, piv, plaintext = opener.open(message, device_id, topic)
+            _, piv, plaintext = PayloadOpener({kid: owner[1]}, in_order=False).open(
+                message, device_id, topic)
         except PayloadError as e:
             return self._reject(device_id, str(e))
         try:
@@ -115,23 +145,44 @@ class Ingest:
             self.duplicates += 1
             print(f"ingest: duplicate device={device_id} piv={piv}", file=self.log, flush=True)
             return "duplicate"
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(str(e)) from None
         self.stored += 1
         print(f"ingest: stored device={device_id} piv={piv} bytes={len(message)}",
               file=self.log, flush=True)
         if self.on_stored:
-            self.on_stored(device_id, piv, plaintext)
+            try:
+                self.on_stored(device_id, piv, plaintext)
+            except Exception as e:  # the watcher's fault; the message is stored
+                print(f"ingest: the watcher failed: {type(e).__name__}", file=self.log, flush=True)
         return "stored"
 
     def _reject(self, who: str, why: str) -> str:
         self.rejected += 1
+        self.reasons[why.split(":")[0][:60]] += 1
         print(f"ingest: rejected from {who}: {why}", file=self.log, flush=True)
         return "rejected: " + why
 
-    def run(self, port: int, host: str = "localhost", client_id: str = "ingest-1",
+    def _quarantine(self, topic: str, message: bytes, why: str) -> str:
+        self.quarantined += 1
+        try:
+            self.db.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?)",
+                            (int(time.time() * 1000), topic[:200], why, message))
+            self.db.execute("DELETE FROM quarantine WHERE rowid <= (SELECT max(rowid) FROM "
+                            "quarantine) - ?", (QUARANTINE_ROWS,))
+        except sqlite3.Error as e:
+            why += f" (not kept: {e})"
+        print(f"ingest: quarantined a message of {len(message)} bytes: {why}", file=self.log,
+              flush=True)
+        return "quarantined: " + why
+
+    def run(self, port: int, host: str = "localhost", process: int = 1,
             stop: threading.Event | None = None, ready: threading.Event | None = None,
             shared: bool = False) -> None:
         # A persistent session: what arrives while this process is away waits for it.
-        client = tls_client(self.server, INGEST_ID, client_id, clean_session=False)
+        identity = self.server.identity(ingest_identity(process))
+        client = tls_client(self.server, identity, clean_session=False, manual_ack=True)
+        unavailable = threading.Event()
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
             if rc != 0:
@@ -143,14 +194,28 @@ class Ingest:
             if ready:
                 ready.set()
 
+        def on_message(c: mqtt.Client, userdata: Any, m: mqtt.MQTTMessage) -> None:
+            try:
+                self.accept(m.topic, m.payload)
+            except StoreUnavailable as e:  # no PUBACK: the broker sends it again
+                print(f"ingest: store unavailable ({e}); reconnecting for a redelivery",
+                      file=self.log, flush=True)
+                unavailable.set()
+                return
+            c.ack(m.mid, m.qos)  # only now: stored, a duplicate, or refused for good
+
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
-        client.on_message = lambda c, u, m: self.accept(m.topic, m.payload)
+        client.on_message = on_message
         client.reconnect_delay_set(1, 10)
         start_client(client, host, port, "ingest")
         try:
             while not (stop and stop.is_set()):
-                time.sleep(0.1)
+                if unavailable.wait(0.1):
+                    # MQTT 3.1.1 resends unacknowledged messages on a new connection
+                    time.sleep(STORE_RETRY_S)
+                    unavailable.clear()
+                    client.reconnect()
         except KeyboardInterrupt:
             pass
         finally:
@@ -214,32 +279,91 @@ def export(server: Server, device_id: str, fmt: str) -> str:
     return to_csv(rows) if fmt == "csv" else to_fhir(device_id, rows)
 
 
-def forget(server: Server, device_id: str) -> int:
-    """Crypto-shred a device: key, records, certificate; the broker rereads its CRL."""
+def forget(server: Server, device_id: str,
+           broker: tuple[str, int] | None = None) -> tuple[int, list[str]]:
+    """Crypto-shred a device: key, records, certificate; the broker rereads its CRL, and
+    its live session is cut at `broker` (host, port; default: this server's local
+    broker). (messages deleted, what was done about the broker, for the operator)."""
     deleted = server.forget(device_id)
     if (server.ca.directory / f"{device_id}.crt").exists():
         server.ca.revoke(device_id)
-    reload_broker(server)
+    notes = [reload_broker(server)]
+    broker = broker or local_broker(server)
+    if broker is None:
+        notes.append("no broker given (--broker HOST:PORT): a live session of the device "
+                     "lasts until it reconnects")
+    else:
+        try:
+            cut_session(server, device_id, *broker)
+            notes.append(f"its session at {broker[0]}:{broker[1]} was cut and its retained "
+                         "status cleared")
+        except ToolError as e:
+            notes.append(f"its session was NOT cut: {e}")
     server.audit("forget", device_id, records_deleted=deleted)
-    return deleted
+    return deleted, notes
 
 
-def reload_broker(server: Server) -> None:
+def local_broker(server: Server) -> tuple[str, int] | None:
+    """(host, port) of the listener in this server's broker configuration, if any."""
+    try:
+        conf = (server.broker_dir / "mosquitto.conf").read_text()
+    except OSError:
+        return None
+    for line in conf.splitlines():
+        if line.startswith("listener "):
+            _, port, *host = line.split()
+            return (host[0] if host else "localhost"), int(port)
+    return None
+
+
+def reload_broker(server: Server) -> str:
     """Give a running broker of this server the new CRL (it rereads it on SIGHUP)."""
     broker = server.broker_dir
     if not (broker / "mosquitto.conf").exists():
-        return
+        return (f"no broker configuration in {broker}: copy {server.ca.crl_path} to your "
+                "broker's crlfile and reload it (SIGHUP, or systemctl reload mosquitto)")
     shutil.copy2(server.ca.crl_path, broker / "crl.pem")
     pid_file = broker / "mosquitto.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGHUP)
-        except (ProcessLookupError, ValueError):
-            pass  # not running: it reads the CRL when it starts
+    try:
+        os.kill(int(pid_file.read_text()), signal.SIGHUP)
+        return f"the broker of {broker} rereads the CRL"
+    except (OSError, ValueError):  # not running: it reads the CRL when it starts
+        return (f"CRL copied to {broker}; no running broker found there: reload yours "
+                "(SIGHUP, or systemctl reload mosquitto) or the device can connect again")
+
+
+CUT_SESSION_MINUTES = 10  # the life of the certificate that takes a device's place
+
+
+def cut_session(server: Server, device_id: str, host: str, port: int) -> None:
+    """Close a forgotten or revoked device's live connection and clear its retained
+    status (its last will). The broker makes a certificate's CN the client id, so a
+    connection as the device takes its place: the CA issues a certificate for it that
+    lives minutes, whose key stays in a temporary directory of 0700. Revoke the
+    device's own certificate and reload the broker first, or it is back at once.
+    ToolError when the broker cannot be reached or refuses."""
+    connected = threading.Event()
+    with tempfile.TemporaryDirectory() as tmp:
+        key, cert = server.ca.issue(device_id, days=CUT_SESSION_MINUTES / 1440, into=Path(tmp))
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        client.tls_set(ca_certs=str(server.ca.cert_path), certfile=str(cert), keyfile=str(key),
+                       cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = lambda c, u, f, rc, p: rc == 0 and connected.set()
+        start_client(client, host, port, "forget")
+    try:
+        if not connected.wait(10):
+            raise ToolError(f"the broker at {host}:{port} did not let the session cut in")
+        info = client.publish(f"devices/{device_id}/status", b"", qos=1, retain=True)
+        info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def open_server(directory: Path) -> Server:
     if not (directory / "pki" / "ca.key").exists():
         raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.key): "
                         "create it with `wearsafe broker-config --server DIR`")
+    Server(directory).ca.warn_expiring(directory / "broker")  # CRL, CA, broker cert near end
     return Server(directory)

@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 ALG_AES_CCM_16_128_256 = 31
 NONCE_LEN = 13
 TAG_LEN = 16
+# firmware/lib/wearsafe/keystore.py COUNTER_LIMIT: a device's partial IVs stay below
+# it, so a larger one is forged or broken (and would not fit a 64-bit SQL integer)
+PARTIAL_IV_LIMIT = 1 << 48
 SENML_BN, SENML_BT, SENML_BU, SENML_BV, SENML_N, SENML_U, SENML_V, SENML_T = \
     -2, -3, -4, -5, 0, 1, 2, 6
 SENML_VS = 3  # string value
@@ -117,6 +120,9 @@ class PayloadOpener:
         if device_key is None:
             raise PayloadError(f"unknown key id {kid.hex()}")
         counter = int.from_bytes(piv, "big")
+        if counter >= PARTIAL_IV_LIMIT:
+            raise PayloadError(f"partial IV {counter} is beyond any device's counter "
+                               f"(keystore.COUNTER_LIMIT, 2^48)")
         last = self.last_partial_iv.get(kid, -1)
         if self.in_order and counter <= last:
             raise PayloadError(f"replayed or stale partial IV {counter} (last accepted {last})")

@@ -8,7 +8,8 @@ Layout of a PKI directory (0700; every private key 0600, never printed):
     localhost.key, .crt     the broker's: serverAuth, its subjectAltName lists every
                             host name and address devices reach the broker by
     revoked.txt             serial numbers revoked, one per line (hex)
-    crl.pem                 the CRL, re-signed at every revocation
+    crl.pem                 the CRL, re-signed at every revocation and by `wearsafe
+                            crl-renew` (scheduled daily) before its nextUpdate
 
 A device checks the broker's host name against that list (CERT_REQUIRED,
 server_hostname = its broker_host), so the list only grows: a name leaves it
@@ -22,8 +23,11 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import signal
+import stat
+import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -34,8 +38,24 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from host_tools.paths import ToolError
 
-CA_DAYS = 3650
-LEAF_DAYS = 825
+# Lifetimes. A certificate that ends while its holder is still in service is an
+# outage, not a security gain: a device whose certificate has expired cannot
+# connect, nothing renews it over the air, and the way back is to reprovision
+# it on a bench; devices provisioned in the same week would all stop on the
+# same day. Revocation (the CRL), not expiry, is how an identity is withdrawn.
+DEVICE_DAYS = 10 * 365 + 3  # a wearable's service life, 10 years: a client certificate
+#                             (device, ingest, release) never ends before its holder does
+CA_DAYS = 20 * 365 + 5  # 20 years: outlives every device certificate of its first 10 years
+#   (a certificate is never issued past the CA's own end: see FleetCA.issue)
+LEAF_DAYS = 825  # the broker's certificate: re-issued by `wearsafe broker-config` when
+#                  RENEW_DAYS are left; devices pin the CA, not this certificate
+CRL_DAYS = 30  # a CRL's nextUpdate: past it, Mosquitto (OpenSSL's CRL check) refuses
+#                EVERY client, so `wearsafe crl-renew` re-signs it well before
+CRL_RENEW_DAYS = 20  # crl-renew (run daily) re-signs a CRL with fewer days left than this
+# The tools warn (FleetCA.warn_expiring) when these are this close to their end:
+CRL_WARN_DAYS = 14  # the CRL: its daily renewal has been failing for about a week
+CA_WARN_DAYS = 365  # the CA: a new one means reprovisioning or updating every device
+CLIENT_WARN_DAYS = 90  # device and service certificates: reprovision them at service
 BROKER_CN = "localhost"  # the broker's identity: localhost.key, localhost.crt
 # Always in the broker's certificate: the tools on the broker's own host (the
 # ingest, publish-image, the sim and the tests) reach it by these.
@@ -189,29 +209,35 @@ class FleetCA:
         return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
 
     def issue(self, cn: str, *, server: bool = False, names: Iterable[str] = (),
-              days: float = LEAF_DAYS,
-              not_before: dt.datetime | None = None) -> tuple[Path, Path]:
-        """A P-256 key and a certificate for `cn`: (key path, certificate path).
+              days: float | None = None, not_before: dt.datetime | None = None,
+              into: Path | None = None) -> tuple[Path, Path]:
+        """A P-256 key and a certificate for `cn`: (key path, certificate path), in
+        the CA's directory or `into` another one.
 
         Client certificates (devices, the ingest) carry clientAuth; a server's
         carries serverAuth and names localhost, 127.0.0.1, `cn` and `names`
         (host names and IP addresses, checked before anything is written).
+        It lasts `days`: by default DEVICE_DAYS for a client, LEAF_DAYS for a
+        server; never past the CA's own end (pki_status notes when that cuts it).
         """
         san = broker_names([cn, *names]) if server else []
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or _now() - dt.timedelta(minutes=5)
+        days = days if days is not None else LEAF_DAYS if server else DEVICE_DAYS
+        end = min(start + dt.timedelta(days=days), self.certificate().not_valid_after_utc)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (x509.CertificateBuilder().subject_name(_name(cn))
                    .issuer_name(self.certificate().subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
-                   .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+                   .not_valid_before(start).not_valid_after(end)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
                    .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [_general_name(name) for name in san]), False)
         cert = builder.sign(self._key(), hashes.SHA256())
-        key_path, cert_path = self.directory / f"{cn}.key", self.directory / f"{cn}.crt"
+        out = into or self.directory
+        key_path, cert_path = out / f"{cn}.key", out / f"{cn}.crt"
         write_private(key_path, _pem_key(key))
         write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return key_path, cert_path
@@ -280,20 +306,329 @@ class FleetCA:
             f.write(f"{serial:x}\n")
         self.write_crl()
 
-    def write_crl(self) -> None:
+    # -- the CRL ------------------------------------------------------------------
+    # Mosquitto checks every client against it (OpenSSL's X509_V_FLAG_CRL_CHECK),
+    # its nextUpdate included: once that passes, every device is refused, so the
+    # CRL is re-signed on a schedule (`wearsafe crl-renew`), not only on revocation.
+
+    def crl(self) -> x509.CertificateRevocationList | None:
+        """The CRL as written; None when it is missing, unreadable or not this CA's."""
+        try:
+            crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
+            public_key = self.certificate().public_key()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            return None
+        return crl if crl.is_signature_valid(public_key) else None
+
+    def write_crl(self, lifetime: dt.timedelta | None = None) -> x509.CertificateRevocationList:
+        """Sign the CRL anew and write it whole: every serial in revoked.txt (each
+        keeps the revocation date the CRL before gave it), the next CRL number,
+        thisUpdate now and nextUpdate `lifetime` (default CRL_DAYS) from now."""
         now = _now()
+        before = self.crl()
+        dates = {r.serial_number: r.revocation_date_utc for r in before or ()}
         builder = (x509.CertificateRevocationListBuilder()
                    .issuer_name(self.certificate().subject)
                    .last_update(now - dt.timedelta(minutes=5))
-                   .next_update(now + dt.timedelta(days=30)))
-        for serial in self.revoked():
+                   .next_update(now + (lifetime or dt.timedelta(days=CRL_DAYS)))
+                   .add_extension(x509.CRLNumber(crl_number(before) + 1), critical=False))
+        for serial in dict.fromkeys(self.revoked()):
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial)
-                .revocation_date(now).build())
+                .revocation_date(dates.get(serial, now)).build())
         crl = builder.sign(self._key(), hashes.SHA256())
-        tmp = self.crl_path.with_suffix(".tmp")
-        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-        os.replace(tmp, self.crl_path)
+        write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return crl
+
+    def renew_crl(self, lifetime: dt.timedelta | None = None) -> x509.CertificateRevocationList:
+        """Re-sign the CRL: the same revoked entries and revocation dates, the next
+        CRL number, a fresh thisUpdate and nextUpdate (`lifetime`, default CRL_DAYS;
+        tests give seconds). A broker uses it once it has the copy and was reloaded
+        (install_crl, reload_broker_pid)."""
+        return self.write_crl(lifetime)
+
+    def crl_renewal_due(self, now: dt.datetime | None = None) -> str | None:
+        """Why the CRL must be re-signed now, or None when it need not be yet."""
+        crl = self.crl()
+        if crl is None:
+            return f"{self.crl_path} is missing, unreadable or not signed by this CA"
+        if {r.serial_number for r in crl} != set(self.revoked()):
+            return "it does not list exactly the certificates revoked.txt lists"
+        ends = crl.next_update_utc
+        if ends is None:
+            return "it has no nextUpdate"
+        if ends - (now or _now()) < dt.timedelta(days=CRL_RENEW_DAYS):
+            return f"it ends {_in_days(ends, now)} (renewed when fewer than {CRL_RENEW_DAYS} " \
+                   "days are left)"
+        return None
+
+    def renew_crl_if_due(self, force: bool = False, now: dt.datetime | None = None,
+                         lifetime: dt.timedelta | None = None) -> str | None:
+        """Re-sign the CRL when crl_renewal_due says why, or when `force`d: the
+        reason it was re-signed, or None when it was left as it is."""
+        why = self.crl_renewal_due(now) or ("forced" if force else None)
+        if why is not None:
+            self.renew_crl(lifetime)
+        return why
+
+    # -- what ends when ---------------------------------------------------------
+
+    def status(self, broker_dirs: Iterable[Path] = (),
+               now: dt.datetime | None = None) -> PkiStatus:
+        """The end of everything dated here: the CA, the broker's certificate, the
+        CRL (and its copy in each of `broker_dirs` holding one), the service
+        identities, and the device certificates (16 hex digits) not revoked."""
+        now = now or _now()
+        server = self.directory.parent
+        ca = self.certificate()
+        out = PkiStatus(now)
+        out.items.append(Expiry(
+            "fleet CA", self.cert_path, ca.not_valid_after_utc, CA_WARN_DAYS,
+            "plan the CA's renewal (same key, new validity) or a new fleet CA, and bring "
+            "it to the broker and every device before then: see docs/SECURITY.md"))
+        if ca.not_valid_after_utc - now < dt.timedelta(days=DEVICE_DAYS):
+            out.notes.append(f"certificates issued now end with the CA on "
+                             f"{_date(ca.not_valid_after_utc)}, before a device's service "
+                             f"life ({DEVICE_DAYS} days)")
+        broker = self.broker_certificate()
+        if broker is None:
+            out.notes.append(f"no broker certificate in {self.directory} yet (`wearsafe "
+                             "broker-config` issues it)")
+        else:
+            out.items.append(Expiry(
+                "broker certificate", self.broker_cert_path, broker.not_valid_after_utc,
+                RENEW_DAYS, f"run `wearsafe broker-config --server {server} --out DIR` for "
+                "your broker's configuration DIR, then reload the broker (SIGHUP)"))
+        crl = self.crl()
+        renew = f"run `wearsafe crl-renew --server {server} --broker-dir DIR` (DIR: your " \
+                "broker's configuration; schedule it daily, see README) and reload the broker"
+        out.items.append(Expiry("CRL", self.crl_path,
+                                crl.next_update_utc if crl is not None else None,
+                                CRL_WARN_DAYS, renew,
+                                f"number {crl_number(crl)}, {len(crl)} revoked"
+                                if crl is not None else ""))
+        for directory in dict.fromkeys(broker_dirs):
+            copy = directory / self.crl_path.name
+            try:
+                data = copy.read_bytes()
+            except OSError:
+                continue
+            try:
+                ends = x509.load_pem_x509_crl(data).next_update_utc
+            except ValueError:
+                ends = None
+            out.items.append(Expiry(f"CRL the broker in {directory} reads", copy, ends,
+                                    CRL_WARN_DAYS, renew))
+            if crl is not None and data != self.crl_path.read_bytes():
+                out.stale.append(copy)
+        revoked = set(self.revoked())
+        for path in sorted(self.directory.glob("*.crt")):
+            if path in (self.cert_path, self.broker_cert_path):
+                continue
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if cert.serial_number in revoked:
+                out.revoked += 1
+            elif re.fullmatch(r"[0-9a-f]{16}", path.stem):
+                out.devices[path.stem] = cert.not_valid_after_utc
+            else:
+                out.items.append(Expiry(
+                    f"service identity {path.stem}", path, cert.not_valid_after_utc,
+                    CLIENT_WARN_DAYS, f"delete {path} and its .key: the tools issue the "
+                    "identity anew on first use"))
+        return out
+
+    def warn_expiring(self, *broker_dirs: Path) -> list[str]:
+        """Print to stderr a warning for each credential near its end (status); the
+        warnings. Every tool that opens a server directory calls it; it never
+        raises: a check that fails is itself the warning."""
+        try:
+            found = self.status(broker_dirs).warnings()
+        except Exception as e:  # a warning must not stop the tool
+            found = [f"cannot check when the credentials in {self.directory} end: {e!r}"]
+        for warning in found:
+            print(f"wearsafe: warning: {warning}", file=sys.stderr, flush=True)
+        return found
+
+
+def crl_number(crl: x509.CertificateRevocationList | None) -> int:
+    """A CRL's number (its CRLNumber extension), 0 for none."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number) \
+            if crl is not None else 0
+    except x509.ExtensionNotFound:
+        return 0
+
+
+def _date(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _left(when: dt.datetime, now: dt.datetime | None = None) -> str:
+    """How long until `when`: 'N days' (hours, then seconds, when less); '' when past."""
+    left = when - (now or _now())
+    seconds = left.total_seconds()
+    return "" if seconds <= 0 else f"{left.days} days" if left.days else \
+        f"{int(seconds // 3600)} hours" if seconds >= 3600 else f"{int(seconds)} seconds"
+
+
+def _in_days(when: dt.datetime, now: dt.datetime | None = None) -> str:
+    """'in N days, on DATE', or 'ended on DATE'."""
+    left = _left(when, now)
+    return f"in {left}, on {_date(when)}" if left else f"ended on {_date(when)}"
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """One dated credential: what it is, its file, when it ends (None: missing or
+    unreadable), how many days ahead that is worth a warning, and what to do."""
+    what: str
+    path: Path
+    ends: dt.datetime | None
+    warn_days: float
+    fix: str
+    detail: str = ""
+
+    def warning(self, now: dt.datetime) -> str | None:
+        if self.ends is None:
+            return f"the {self.what} ({self.path}) is missing or unreadable: {self.fix}"
+        if self.ends <= now:
+            return f"the {self.what} ({self.path}) has ENDED, on {_date(self.ends)}: {self.fix}"
+        if self.ends - now < dt.timedelta(days=self.warn_days):
+            return f"the {self.what} ({self.path}) ends {_in_days(self.ends, now)}: {self.fix}"
+        return None
+
+
+@dataclass
+class PkiStatus:
+    """FleetCA.status: the operator's view (lines) and the tools' warnings."""
+    now: dt.datetime
+    items: list[Expiry] = field(default_factory=list)
+    devices: dict[str, dt.datetime] = field(default_factory=dict)  # not revoked
+    revoked: int = 0
+    stale: list[Path] = field(default_factory=list)  # broker copies of an older CRL
+    notes: list[str] = field(default_factory=list)
+
+    def devices_ending(self, days: float = CLIENT_WARN_DAYS) -> dict[str, dt.datetime]:
+        """Device certificates that end within `days` and have not ended yet."""
+        soon = self.now + dt.timedelta(days=days)
+        return {d: end for d, end in self.devices.items() if self.now < end <= soon}
+
+    def devices_ended(self) -> int:
+        return sum(end <= self.now for end in self.devices.values())
+
+    def warnings(self) -> list[str]:
+        out = [w for w in (item.warning(self.now) for item in self.items) if w]
+        out += [f"{path} is not the CA's current CRL (a revocation or a renewal has not "
+                f"reached that broker): run `wearsafe crl-renew` with --broker-dir "
+                f"{path.parent} and reload the broker" for path in self.stale]
+        ending = self.devices_ending()
+        if ending:
+            out.append(f"{len(ending)} device certificate(s) end within {CLIENT_WARN_DAYS} "
+                       f"days, the first {_in_days(min(ending.values()), self.now)}: "
+                       "reprovision those devices (`wearsafe pki-status` lists them)")
+        return out
+
+    def lines(self) -> list[str]:
+        """One line per credential, then the devices' figures."""
+        out = []
+        for item in self.items:
+            left = _left(item.ends, self.now) if item.ends is not None else ""
+            when = "MISSING or unreadable" if item.ends is None else \
+                f"until {_date(item.ends)} ({left} left)" if left else \
+                f"ENDED on {_date(item.ends)}"
+            out.append(f"{item.what}: {item.path.name} {when}"
+                       f"{f'; {item.detail}' if item.detail else ''}")
+        ending = self.devices_ending()
+        out.append(f"device certificates: {len(self.devices)} issued and not revoked, "
+                   f"{len(ending)} end within {CLIENT_WARN_DAYS} days, "
+                   f"{self.devices_ended()} ended; {self.revoked} revoked")
+        out += [f"  ends {_date(end)}: {device}"
+                for device, end in sorted(ending.items(), key=lambda i: i[1])]
+        out += [f"note: {note}" for note in self.notes]
+        return out
+
+
+def install_public(path: Path, data: bytes) -> bool:
+    """Put `data` at `path` whole: written beside it, synced and renamed over it,
+    so a broker rereading it (SIGHUP) sees the old file or the new one, never half.
+    The new file keeps the mode, owner and group of the one it replaces (a broker
+    that dropped root to its own user must still read it). False, and nothing
+    written, when `path` holds `data` already."""
+    try:
+        before = path.stat()
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        before = None
+    tmp = path.with_name(f".{path.name}.tmp")
+    mode = stat.S_IMODE(before.st_mode) if before else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if before and (before.st_uid, before.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.fchown(f.fileno(), before.st_uid, before.st_gid)
+                except PermissionError:
+                    if not mode & stat.S_IROTH:
+                        raise ToolError(f"{path} belongs to uid {before.st_uid} gid "
+                                        f"{before.st_gid} and others may not read it: "
+                                        "replace it as root or as its owner, or the broker "
+                                        "could not read the new one") from None
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def install_crl(ca: FleetCA, broker_dirs: Iterable[Path]) -> list[tuple[Path, bool]]:
+    """Copy the CA's CRL into each broker configuration directory (install_public):
+    (the copy, whether it changed). A broker uses it once reloaded."""
+    data = ca.crl_path.read_bytes()
+    out = []
+    for directory in dict.fromkeys(broker_dirs):
+        if not directory.is_dir():
+            raise ToolError(f"{directory} is not a directory: give the broker's configuration "
+                            "directory (where `wearsafe broker-config --out` wrote crl.pem)")
+        out.append((directory / ca.crl_path.name,
+                    install_public(directory / ca.crl_path.name, data)))
+    return out
+
+
+def reload_broker_pid(pid_file: Path) -> int:
+    """Send SIGHUP to the Mosquitto whose process id `pid_file` holds: it rereads its
+    configuration, certificates and CRL. Its pid; ToolError when that cannot be."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError) as e:
+        raise ToolError(f"no process id in {pid_file}: {e}") from None
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        raise ToolError(f"process {pid} (from {pid_file}) is not running: start the broker, "
+                        "it reads the CRL when it starts") from None
+    except OSError:
+        name = "mosquitto"  # no /proc to ask: trust the pid file
+    if "mosquitto" not in name:
+        raise ToolError(f"process {pid} (from {pid_file}) is {name!r}, not mosquitto: a stale "
+                        "pid file? Reload the broker yourself (systemctl reload mosquitto)")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ToolError(f"process {pid} (from {pid_file}) is not running") from None
+    except PermissionError:
+        raise ToolError(f"not allowed to signal the broker (pid {pid}): run as its user or "
+                        "root, or `systemctl reload mosquitto`") from None
+    return pid
 
 
 def _certifiable(name: str) -> bool:

@@ -89,9 +89,15 @@ def provisioned_id(bundle: Path) -> str | None:
 
 
 def provision(server: Server, board: str, bundle: Path, settings: dict[str, object], *,
-              force: bool = False, sim_fs: Path | None = None) -> Device:
-    """A new device: its bundle written whole into `bundle`, its key registered."""
+              force: bool = False, sim_fs: Path | None = None,
+              simulated: bool = False) -> Device:
+    """A new device: its bundle written whole into `bundle`, its key registered.
+    `simulated`: it runs in the simulator, which alone may use a simulator's server."""
     check_board(board)
+    if server.is_simulator and not simulated:
+        raise ToolError(f"{server.directory} is a simulator's server directory (`wearsafe "
+                        "sim` made it): devices provisioned from it would trust its throwaway "
+                        "update key. Give the fleet's own --server")
     old_id = provisioned_id(bundle)
     if old_id and not force:
         raise ToolError(f"{bundle} already holds device {old_id}: give --force to replace "
@@ -201,4 +207,5 @@ def provision_sim_device(server: Server, fs: Path, state: Path, broker_port: int
     """A simulated device in `state`: bundle written, NVS provisioned, key registered."""
     return provision(server, "sim", state, {"batch_seconds": batch_seconds,
                                             "broker_host": broker_host,
-                                            "broker_port": broker_port}, sim_fs=fs)
+                                            "broker_port": broker_port}, sim_fs=fs,
+                     simulated=True)

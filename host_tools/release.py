@@ -52,7 +52,7 @@ def publish_image(server: Server, port: int, path: Path, board: str,
     data = path.read_bytes()
     base = f"updates/{board}/"
     prefix = f"{base}{str(announcement['digest'])[:16]}/"
-    client = tls_client(server, RELEASE_ID, "release-1")
+    client = tls_client(server, server.identity(RELEASE_ID))
     start_client(client, host, port, "publish-image")
     try:
         for n, at in enumerate(range(0, len(data), chunk)):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from host_tools.broker import INGEST_ID, RELEASE_ID
+from host_tools.broker import HIL_ID, INGEST_ID, RELEASE_ID
 from host_tools.paths import ToolError
 from host_tools.payloads import DeviceKey
 from host_tools.pki import FleetCA, write_private
@@ -64,6 +64,9 @@ def device_ref(device_id: str) -> str:
     return hashlib.sha256(b"wearsafe-audit\0" + device_id.encode()).hexdigest()[:16]
 
 
+SIMULATOR_MARK = "SIMULATOR"  # in a server directory that `wearsafe sim` made
+
+
 @dataclass
 class Server:
     directory: Path
@@ -78,13 +81,27 @@ class Server:
 
     def init(self) -> Server:
         private_dir(self.directory)
-        ca = self.ca  # created on first use
-        for identity in (INGEST_ID, RELEASE_ID):
-            if not (ca.directory / f"{identity}.crt").exists():
-                ca.issue(identity)
+        for identity in (INGEST_ID, RELEASE_ID, HIL_ID):
+            self.identity(identity)
         if not (self.directory / "kek").exists() and not os.environ.get("WEARSAFE_KEK"):
             write_private(self.directory / "kek", secrets.token_bytes(32))
         return self
+
+    @property
+    def is_simulator(self) -> bool:
+        """A `wearsafe sim` server directory: its update key is a throwaway."""
+        return (self.directory / SIMULATOR_MARK).exists()
+
+    def mark_simulator(self) -> None:
+        (self.directory / SIMULATOR_MARK).write_text(
+            "wearsafe sim's server: its signing key is a throwaway; never provision real "
+            "devices from it\n")
+
+    def identity(self, name: str) -> str:
+        """A service identity's certificate (ingest, release, hil), issued on first use."""
+        if not (self.ca.directory / f"{name}.crt").exists():
+            self.ca.issue(name)
+        return name
 
     # -- update-signing keys the devices trust (public halves, SPKI DER) -------
 
@@ -99,6 +116,9 @@ class Server:
     # -- the key vault -------------------------------------------------------
 
     def _kek(self) -> bytes:
+        if (self.directory / "kek.new").exists():
+            raise ToolError(f"a key-encryption key rotation in {self.directory} was "
+                            "interrupted: run `wearsafe kek-rotate` again to finish it")
         env = os.environ.get("WEARSAFE_KEK")
         if env:
             try:
@@ -115,14 +135,14 @@ class Server:
             raise ToolError(f"{path} is readable by others: chmod 600 it (and rotate it)")
         return path.read_bytes()
 
-    def _keys_db(self) -> sqlite3.Connection:
+    def keys_db(self) -> sqlite3.Connection:
         db = _connect(self.directory / "keys.db")
         db.execute("CREATE TABLE IF NOT EXISTS device_keys (device_id TEXT PRIMARY KEY, "
                    "key_id BLOB UNIQUE NOT NULL, wrapped BLOB NOT NULL, base_iv BLOB NOT NULL)")
         return db
 
     def register(self, device_id: str, key: DeviceKey) -> None:
-        with self._keys_db() as db:
+        with self.keys_db() as db:
             try:
                 db.execute("INSERT INTO device_keys VALUES (?, ?, ?, ?)",
                            (device_id, key.key_id, aes_key_wrap(self._kek(), key.key),
@@ -136,7 +156,7 @@ class Server:
         kek = self._kek()
         out = {}
         where = (" WHERE device_id = ?", (only,)) if only else ("", ())
-        with self._keys_db() as db:
+        with self.keys_db() as db:
             for device_id, kid, wrapped, base_iv in db.execute("SELECT * FROM device_keys"
                                                                + where[0], where[1]):
                 try:
@@ -145,6 +165,51 @@ class Server:
                     raise ToolError("a device key does not unwrap: wrong key-encryption "
                                     "key") from None
         return out
+
+    def rotate_kek(self) -> int:
+        """Rewrap every device key under a new KEK; return how many. Crash-safe: the new
+        KEK is on disk (kek.new) before any key is rewrapped, the rewrap is one
+        transaction, and kek.new replaces kek after it; run again after a crash and
+        it finishes with whichever KEK the vault is under."""
+        if os.environ.get("WEARSAFE_KEK"):
+            raise ToolError("the KEK comes from $WEARSAFE_KEK: rotate it in your secret "
+                            "store (unset it, rotate the file, store the new one)")
+        old_path, new_path = self.directory / "kek", self.directory / "kek.new"
+        if not new_path.exists():
+            write_private(new_path, secrets.token_bytes(32))
+        old, new = old_path.read_bytes(), new_path.read_bytes()
+        with self.keys_db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("SELECT key_id, wrapped FROM device_keys").fetchall()
+            for kid, wrapped in rows:
+                try:
+                    key = aes_key_unwrap(old, wrapped)
+                except InvalidUnwrap:
+                    try:  # rewrapped already, by the run a crash interrupted
+                        aes_key_unwrap(new, wrapped)
+                        continue
+                    except InvalidUnwrap:
+                        db.execute("ROLLBACK")
+                        raise ToolError("a device key unwraps under neither the old nor "
+                                        "the new KEK: nothing was changed") from None
+                db.execute("UPDATE device_keys SET wrapped = ? WHERE key_id = ?",
+                           (aes_key_wrap(new, key), kid))
+            db.execute("COMMIT")
+            _compact(db)  # no copy of a key wrapped under the old KEK left behind
+        os.replace(new_path, old_path)
+        return len(rows)
+
+    def key_by_id(self, kid: bytes, db: sqlite3.Connection) -> tuple[str, DeviceKey] | None:
+        """(device id, key) registered under key id `kid` in the vault `db` (keys_db()),
+        or None: one indexed lookup and one unwrap, whatever a message claims."""
+        row = db.execute("SELECT device_id, wrapped, base_iv FROM device_keys "
+                         "WHERE key_id = ?", (kid,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return row[0], DeviceKey(kid, aes_key_unwrap(self._kek(), row[1]), row[2])
+        except InvalidUnwrap:
+            raise ToolError("a device key does not unwrap: wrong key-encryption key") from None
 
     def device_key(self, device_id: str) -> DeviceKey:
         for _, key in self.keys(only=device_id).values():
@@ -172,7 +237,7 @@ class Server:
 
     def forget(self, device_id: str) -> int:
         """Destroy the device's key, delete its messages; return how many went."""
-        with self._keys_db() as db:
+        with self.keys_db() as db:
             gone = db.execute("DELETE FROM device_keys WHERE device_id = ?",
                               (device_id,)).rowcount
             _compact(db)

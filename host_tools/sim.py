@@ -290,6 +290,7 @@ class Simulation:
         self.batch_seconds = batch_seconds
         self.faults = faults
         self.server = Server(state / "server").init()
+        self.server.mark_simulator()  # its update key is a throwaway: see provision()
         self.devices: list[SimDevice] = []
         self.by_id: dict[str, SimDevice] = {}  # pseudonym -> device, for the ingest
         self.broker: Broker | None = None
@@ -463,6 +464,7 @@ class Simulation:
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
             "redelivered": ingest.duplicates, "rejected": ingest.rejected,
+            "quarantined": ingest.quarantined,
             "restarts": sum(d.restarts for d in self.devices),
             "power_cuts": sum(d.power_cuts for d in self.devices),
             "crashed": [d.name for d in self.devices if d.exit_code is not None],

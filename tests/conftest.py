@@ -77,14 +77,18 @@ class Fleet:
         self._devices = 0
 
     def start(self) -> Fleet:
+        self.broker.start()
+        return self.start_ingest()
+
+    def start_ingest(self) -> Fleet:
+        """The ingest, in a thread of this process (its counters are the test's to read)."""
         import threading
 
         from host_tools.ingest import Ingest
 
-        self.broker.start()
         self._stop = threading.Event()
         ready = threading.Event()
-        self._log = open(self.ingest_log, "a")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.ingest_log, "a")  # noqa: SIM115 - closed in stop_ingest()
         self.ingest = Ingest(self.server, log=self._log)
         self._thread = threading.Thread(target=self.ingest.run, args=(self.broker.port,),
                                         kwargs={"stop": self._stop, "ready": ready},
@@ -93,10 +97,13 @@ class Fleet:
         assert ready.wait(10), "the ingest did not subscribe"
         return self
 
-    def stop(self) -> None:
+    def stop_ingest(self) -> None:
         self._stop.set()
         self._thread.join(10)
         self._log.close()
+
+    def stop(self) -> None:
+        self.stop_ingest()
         self.broker.stop()
 
     def add_device(self, batch_seconds: int = 2):  # type: ignore[no-untyped-def]

@@ -65,7 +65,7 @@ def test_forget_shreds_the_device_and_its_certificate(fleet):
         (wrapped,) = db.execute("SELECT wrapped FROM device_keys WHERE device_id = ?",
                                 (device.device_id,)).fetchone()
 
-    assert forget(fleet.server, device.device_id) == len(sealed)
+    assert forget(fleet.server, device.device_id)[0] == len(sealed)
 
     with pytest.raises(ToolError, match="no key for device .* forgotten"):
         export(fleet.server, device.device_id, "csv")

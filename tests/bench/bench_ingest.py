@@ -21,7 +21,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from host_tools.broker import Broker  # noqa: E402
+from host_tools.broker import (
+    Broker,  # noqa: E402
+    ingest_identity,  # noqa: E402
+)
 from host_tools.ingest import Ingest, tls_client  # noqa: E402
 from host_tools.payloads import DeviceKey, enc_structure, external_aad, nonce  # noqa: E402
 from host_tools.server import Server  # noqa: E402
@@ -40,7 +43,7 @@ def seal(key: DeviceKey, counter: int, payload: bytes) -> bytes:
 
 
 def publish_all(server: Server, port: int, messages: list[bytes]) -> float:
-    client = tls_client(server, DEVICE, DEVICE)
+    client = tls_client(server, DEVICE)
     client.max_inflight_messages_set(20)
     client.connect("localhost", port)
     client.loop_start()
@@ -83,7 +86,7 @@ def main() -> None:
             time.sleep(0.5)
 
             got = [0]
-            raw = tls_client(server, "ingest", "raw-subscriber")
+            raw = tls_client(server, server.identity(ingest_identity(2)))
             raw.on_message = lambda c, u, m: got.__setitem__(0, got[0] + 1)
             raw.connect("localhost", broker.port)
             raw.subscribe("devices/+/up", qos=1)

@@ -17,6 +17,11 @@
 # size: the payload passes straight to the sink, only the TLV areas (at
 # most MAX_TLV_AREA bytes each) are kept. Every length is checked before it
 # is used, and nothing is trusted before the signature has been checked.
+#
+# What the device acts on (version, security counter, kind) comes from the
+# signed image only, never from the unsigned announcement: the version must
+# exceed the running one of its kind, the counter must not fall below the
+# stored one and must fit the signed 32-bit NVS value it is kept in.
 import hashlib
 import struct
 
@@ -36,6 +41,10 @@ TLV_SEC_CNT = const(0x50)
 TLV_VID = const(0x74)
 TLV_CID = const(0x75)
 TLV_KIND = const(0xA0)  # wearsafe's own: what the payload is
+# The device keeps a security counter with esp32.NVS.set_i32, which raises
+# OverflowError from 2**31 on: a signed counter above this would be accepted,
+# installed, then raise at its confirmation on every boot (a reboot loop).
+MAX_COUNTER = const(0x7FFFFFFF)
 
 KIND_FIRMWARE = const(1)  # a MicroPython firmware for the inactive OTA partition
 KIND_APP = const(2)  # the application's files (a ustar archive)
@@ -114,6 +123,38 @@ class Rollback(ImageError):
     pass
 
 
+class BadCounter(ImageError):
+    """A signed security counter the device cannot store (2**31 or more)."""
+
+
+class Downgrade(ImageError):
+    """The signed version is not above the running version of its kind."""
+
+
+class RevokedKey(ImageError):
+    """Signed with a key the trust file revokes."""
+
+
+def parse_version(text):
+    """(major, minor, revision, build) of "1.2.3+4" or "1.2.3", each in the range of its
+    MCUboot header field, digits only; ValueError otherwise (the text is not echoed)."""
+    if not isinstance(text, str) or not 5 <= len(text) <= 27:
+        raise ValueError("a version is a string MAJOR.MINOR.REVISION[+BUILD]")
+    main, plus, build = text.partition("+")
+    parts = main.split(".")
+    if plus:
+        parts.append(build)
+    if len(parts) != 3 + bool(plus):
+        raise ValueError("a version is MAJOR.MINOR.REVISION[+BUILD]")
+    for p in parts:
+        if not 0 < len(p) <= 10 or not all("0" <= c <= "9" for c in p):
+            raise ValueError("a version's parts are decimal digits")
+    n = [int(p) for p in parts] + [0]
+    if n[0] > 255 or n[1] > 255 or n[2] > 65535 or n[3] > 0xFFFFFFFF:
+        raise ValueError("a version part is beyond its MCUboot header field")
+    return (n[0], n[1], n[2], n[3])
+
+
 class Image:
     """What a verified image declares."""
 
@@ -169,14 +210,22 @@ class Verifier:
     sink: write(payload bytes) in order, at most `capacity` bytes in all
     min_counter: the device's stored security counter
     kind: the payload kind the sink is for (None: any known kind)
+    above: the running version of that kind as parse_version gives it: the signed
+        version must be greater (None: not checked, e.g. a fuzz harness)
+    After finish() has checked the signature, `signed` is True and `digest` the
+    image's signed SHA-256, whatever a later check decides.
     """
 
-    def __init__(self, trust, sink, capacity, min_counter, kind=None):
+    def __init__(self, trust, sink, capacity, min_counter, kind=None, above=None):
         self._trust = trust
         self.sink = sink
         self._capacity = capacity
         self._min_counter = min_counter
         self._kind = kind
+        self._above = above
+        self.signed = False
+        self.digest = None
+        self.version = None  # the header's, as text; trusted only once `signed`
         self._sha = hashlib.sha256()
         self._stage = _HEADER
         self._want = HEADER_LEN  # bytes still due in this stage
@@ -253,7 +302,8 @@ class Verifier:
         if prot_size > MAX_TLV_AREA:
             raise BadHeader("protected TLV area of %d bytes (at most %d)" % (prot_size, MAX_TLV_AREA))
         major, minor, revision, build = struct.unpack_from("<BBHI", h, 20)
-        self._version = "%d.%d.%d+%d" % (major, minor, revision, build)
+        self._version_t = (major, minor, revision, build)
+        self.version = "%d.%d.%d+%d" % self._version_t
         self._img_size, self._prot_size = img_size, prot_size
         self._enter(_HEADER_PAD, hdr_size - HEADER_LEN)
 
@@ -266,10 +316,14 @@ class Verifier:
         if tlvs[TLV_SHA256] != digest:
             raise DigestMismatch("SHA-256 of header, payload and protected TLVs does not match")
         key = self._key(tlvs[TLV_KEYHASH])
-        from wearsafe.crypto import ed25519  # loaded when an image is complete, not before
+        # loaded here when an image is complete (install.load_trust has usually
+        # loaded it already, to check the trust anchors)
+        from wearsafe.crypto import ed25519
 
         if not ed25519.verify(key, digest, tlvs[TLV_ED25519]):
             raise BadSignature("the Ed25519 signature does not verify with the trusted key")
+        # from here on the image is the release key's: what it declares is trusted
+        self.signed, self.digest = True, digest
         if prot[TLV_CID] != self._trust["class_id"]:
             raise WrongClass("the image is for another board class (class UUID %s)"
                              % prot[TLV_CID].hex())
@@ -280,12 +334,21 @@ class Verifier:
             raise WrongKind("a %s image where a %s image was announced"
                             % (KINDS[kind], KINDS[self._kind]))
         counter = struct.unpack("<I", prot[TLV_SEC_CNT])[0]
+        if counter > MAX_COUNTER:
+            raise BadCounter("security counter %d is beyond %d, the most the device stores"
+                             % (counter, MAX_COUNTER))
         if counter < self._min_counter:
             raise Rollback("security counter %d is below the device's %d"
                            % (counter, self._min_counter))
-        return Image(self._version, counter, kind, self._img_size, digest)
+        above = self._above
+        if above is not None and self._version_t <= above:
+            raise Downgrade("signed version %s is not above the running %d.%d.%d+%d"
+                            % (self.version, above[0], above[1], above[2], above[3]))
+        return Image(self.version, counter, kind, self._img_size, digest)
 
     def _key(self, keyhash):
+        if keyhash in self._trust.get("revoked", ()):
+            raise RevokedKey("signed with a revoked key (KEYHASH %s)" % keyhash[:8].hex())
         for spki in self._trust["keys"]:
             if hashlib.sha256(spki).digest() == keyhash:
                 return spki[-32:]  # an Ed25519 SPKI ends with the raw key

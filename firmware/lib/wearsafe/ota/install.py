@@ -6,6 +6,7 @@
 #   app       the bundle is unpacked into the inactive app slot, then the
 #             boot record selects it (one rename)
 # The stored security counter is raised only when the new image confirms.
+import hashlib
 import json
 import os
 
@@ -17,6 +18,23 @@ from wearsafe.ota import image
 APP_CAPACITY = const(512 * 1024)  # largest application bundle
 _BLOCK = const(4096)  # esp32.Partition block size
 MAX_TRIALS = const(3)  # an image rolled back this many times is not installed again
+# Refusals. Anyone who can write updates/<class>/ (a broker slip, a stolen release
+# identity) can publish images without end, each under a new digest: a list of
+# refused digests alone would let that attacker decide how many images the device
+# downloads and writes to flash (wear, battery, air time). So every refusal also
+# starts a pause in which no image is fetched at all: none after the first refusal
+# (a release slip followed by its fix costs nothing), then BACKOFF_S, doubling
+# with each further refusal up to BACKOFF_MAX_S; it is kept in the boot record
+# (a reboot does not end it) and only an installed and confirmed image resets it:
+# at most about a dozen downloads in the first day, then one a day, whatever is
+# published. The digest list holds only images refused after their signature
+# verified (the release key's own, e.g. an old version replayed): garbage cannot
+# push them out of it, and an image refused before its signature was checked is
+# not listed, since its digest is only what the announcement claims, maybe that
+# of a genuine image whose chunks were tampered with.
+REFUSED_KEEP = const(8)
+BACKOFF_S = const(60)
+BACKOFF_MAX_S = const(86400)
 
 
 class UpdateError(Exception):
@@ -27,22 +45,72 @@ NEEDS_OTA = ("firmware updates need the OTA variant of MicroPython (ESP32_GENERI
              "OTA): this firmware has no second app slot; application updates still work")
 
 
+# SubjectPublicKeyInfo DER of an Ed25519 key (RFC 8410) up to its 32 raw bytes
+ED25519_SPKI_PREFIX = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
+
+
+def key_problem(raw):
+    """Why a raw Ed25519 public key cannot be a trust anchor, or None when it can.
+
+    A key that does not decode is refused by every verification anyway; a key of
+    small order (the 8 points P with [8]P = identity) is worse: with R one of
+    those points and S = 0, encode([S]B - [k]A) == R holds for about one digest in
+    8 whatever k is, so anyone could sign for it. RFC 8032 keys are never such.
+    """
+    from wearsafe.crypto import ed25519
+
+    point = ed25519._decode(raw)
+    if point is None:
+        return "does not decode to a curve point"
+    for _ in range(3):
+        point = ed25519._double(point)
+    x, y, z, _ = point
+    if x % ed25519.P == 0 and (y - z) % ed25519.P == 0:
+        return "has small order (anyone could forge its signatures)"
+    return None
+
+
 def load_trust(path):
-    """The update trust anchors the device was provisioned with."""
+    """The update trust anchors the device was provisioned with:
+    {"class", "class_id", "keys": [SPKI DER, ...], "revoked": [SHA-256 of an SPKI, ...]}.
+
+    The file: {"class": name, "class_id": 32 hex digits, "keys": [SPKI hex, ...],
+    "revoked": [64 hex digits, ...] (optional)}. A key whose SHA-256 (its MCUboot
+    KEYHASH) is revoked is refused even if listed; a key that is not a usable
+    Ed25519 public key (key_problem) makes the whole file refused.
+    """
     from binascii import unhexlify
 
     try:
         with open(path) as f:
             given = json.load(f)
         trust = {"class": given["class"], "class_id": unhexlify(given["class_id"]),
-                 "keys": [unhexlify(k) for k in given["keys"]]}
+                 "keys": [unhexlify(k) for k in given["keys"]],
+                 "revoked": [unhexlify(h) for h in given.get("revoked", ())]}
     except OSError:
         raise UpdateError("no %s: provision the device bundle (update trust anchors)" % path)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UpdateError("%s is not a valid update trust file" % path)
-    if len(trust["class_id"]) != 16 or not trust["keys"] or \
-            any(len(k) != 44 for k in trust["keys"]):
-        raise UpdateError("%s: class_id must be 16 bytes and keys Ed25519 public keys" % path)
+    if not isinstance(trust["class"], str) or len(trust["class_id"]) != 16 or \
+            any(len(k) != 44 or k[:12] != ED25519_SPKI_PREFIX for k in trust["keys"]):
+        raise UpdateError("%s: class_id must be 16 bytes and keys Ed25519 public keys "
+                          "(SubjectPublicKeyInfo)" % path)
+    if any(len(h) != 32 for h in trust["revoked"]):
+        raise UpdateError("%s: a revoked key is the SHA-256 of its SubjectPublicKeyInfo "
+                          "(64 hex digits)" % path)
+    for i, spki in enumerate(trust["keys"]):
+        problem = key_problem(spki[12:])
+        if problem:
+            raise UpdateError("%s: update key %d (%s...) %s: not a trust anchor"
+                              % (path, i, spki[12:20].hex(), problem))
+    keys = []
+    for spki in trust["keys"]:
+        if hashlib.sha256(spki).digest() not in trust["revoked"]:
+            keys.append(spki)
+    if not keys:
+        raise UpdateError("%s: every update key is revoked (or none is listed): provision "
+                          "a trust file with a current key" % path)
+    trust["keys"] = keys
     return trust
 
 
@@ -60,6 +128,10 @@ class Counters:
             return 0
 
     def raise_to(self, kind, n):
+        # The verifier refuses counters beyond MAX_COUNTER; an image confirmed from a
+        # record an older firmware wrote may still carry one: set_i32 would raise at
+        # every boot (a reboot loop), so it is stored as the largest value NVS holds.
+        n = min(n, image.MAX_COUNTER)
         if n > self.value(kind):
             self._nvs.set_i32("sc_" + image.KINDS[kind], n)
             self._nvs.commit()
@@ -193,6 +265,7 @@ class Installer:
         self.counters = counters
         self.state = board.state_dir()
         self.record = bootsel.BootRecord(bootsel.join(self.state, bootsel.RECORD))
+        self.app_version = None  # None: wearsafe.VERSION, the running application's
 
     def capacity(self, kind):
         if kind == image.KIND_FIRMWARE:
@@ -209,15 +282,30 @@ class Installer:
             raise UpdateError(NEEDS_OTA)
         return part
 
+    def running_version(self, kind):
+        """The running version of `kind` ("x.y.z[+b]"): a signed image's must be greater."""
+        if kind == image.KIND_FIRMWARE:
+            return self.firmware_version()
+        if self.app_version is None:
+            from wearsafe import VERSION  # the running application's own
+
+            return VERSION
+        return self.app_version
+
     def begin(self, kind, sink=None):
         """A Verifier whose payload goes to the staging place for `kind` (or `sink`)."""
         capacity = self.capacity(kind)
+        try:
+            above = image.parse_version(self.running_version(kind))
+        except ValueError:
+            raise UpdateError("the running %s version is unreadable" % image.KINDS[kind])
         if sink is None and kind == image.KIND_FIRMWARE:
             sink = _PartitionSink(self._firmware_slot())
         elif sink is None:
             _mkdirs(bootsel.join(self.state, "apps"))
             sink = _FileSink(bootsel.join(self.state, "apps", "staging.tar"))
-        return image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind)
+        return image.Verifier(self.trust, sink, capacity, self.counters.value(kind), kind,
+                              above)
 
     def abort(self, verifier):
         """After a refusal: close the staging place; nothing boots from it."""
@@ -280,6 +368,7 @@ class Installer:
             events.append(("installed" if running else "rolled-back", fw))
         for event, info in events:
             if event == "installed":
+                self.record.take("backoff")  # a signed image works: refusals start over
                 kind = image.KIND_BY_NAME[info["kind"]]
                 self.counters.raise_to(kind, info["counter"])
                 if kind == image.KIND_FIRMWARE:
@@ -292,15 +381,43 @@ class Installer:
         return events
 
     def refused_before(self, digest_hex):
-        """Refused by the verifier once, or rolled back MAX_TRIALS times: never again."""
+        """Refused once after its signature verified, or rolled back MAX_TRIALS times:
+        never again."""
         return digest_hex in self.record.data.get("refused", ()) or \
             self.record.rollbacks(digest_hex) >= MAX_TRIALS
 
-    def note_refused(self, digest_hex):
-        refused = self.record.data.get("refused", [])[-3:]
-        refused.append(digest_hex)
-        self.record.data["refused"] = refused
+    def note_refused(self, digest_hex, signed):
+        """An image was refused: list its digest if `signed` (its signature verified and
+        it is the image announced), and pause every download (see REFUSED_KEEP)."""
+        data = self.record.data
+        if signed:
+            refused = data.get("refused", [])
+            if digest_hex not in refused:
+                refused = refused[-(REFUSED_KEEP - 1):] + [digest_hex]
+            data["refused"] = refused
+        n = self._backoff()[0] + 1
+        pause = 0 if n < 2 else min(BACKOFF_S << min(n - 2, 16), BACKOFF_MAX_S)
+        data["backoff"] = [n, self.board.epoch_s() + pause]
         self.record.save()
+        return pause
+
+    def _backoff(self):
+        """(refusals since the last image confirmed, epoch seconds until a download may start)."""
+        value = self.record.data.get("backoff")
+        if isinstance(value, list) and len(value) == 2 and type(value[0]) is int and \
+                type(value[1]) is int:
+            return value
+        return [0, 0]
+
+    def backoff_left(self):
+        """Seconds before the next download may start (0: now)."""
+        n, until = self._backoff()
+        left = until - self.board.epoch_s()
+        if left > BACKOFF_MAX_S:  # the clock went back: never longer than the cap
+            self.record.data["backoff"] = [n, self.board.epoch_s() + BACKOFF_MAX_S]
+            self.record.save()
+            left = BACKOFF_MAX_S
+        return max(left, 0)
 
 
 class NullSink:

@@ -5,8 +5,13 @@
 # The device fetches the chunks one by one (subscribe, take the retained
 # message, unsubscribe) a few per second between sensor readings, feeding
 # the streaming verifier; a dropped link resumes at the chunk it was
-# fetching. The announcement is not trusted: it only says what to fetch;
-# the image's signature decides. An image refused once is never fetched again.
+# fetching. The announcement is not trusted: anyone who can write
+# updates/<class>/ can put any bytes there, retained, and the device reads it
+# at every connect. It is checked field by field (parse_announcement) and only
+# says what to fetch and whether it may be worth it: version, counter and kind
+# come from the signed image (image.Verifier), which must be newer than what
+# runs. Nothing in it can raise out of the MQTT callback. Refusals are
+# remembered and pause further downloads (install.REFUSED_KEEP says why).
 import json
 
 from micropython import const
@@ -17,37 +22,55 @@ from wearsafe.ota import image
 from wearsafe.ota.install import UpdateError
 
 CHUNKS_PER_SERVICE = const(8)
+# What the release tool publishes is about 150 bytes; anything longer is refused
+# before it is parsed (a deeply nested JSON array would exhaust the heap).
+MAX_ANNOUNCEMENT = const(512)
+FIELDS = ("version", "kind", "size", "chunk", "digest")
 
-
-def version_tuple(text):
-    """(major, minor, revision, build) of "1.2.3+4" or "1.2.3"; ValueError otherwise."""
-    main, _, build = text.partition("+")
-    parts = [int(p) for p in main.split(".")]
-    if len(parts) != 3:
-        raise ValueError("version %r is not MAJOR.MINOR.REVISION[+BUILD]" % text)
-    return tuple(parts) + (int(build or 0),)
+version_tuple = image.parse_version
 
 
 def parse_announcement(message, capacity_of):
-    """The announcement as a dict, every field checked; ValueError says what is wrong."""
-    a = json.loads(message)
+    """{"version", "kind", "size", "chunk", "digest"}, each checked for its type and
+    range; ValueError with a short reason (never the value) for anything else.
+    capacity_of(kind) may raise UpdateError (no slot for that kind on this device)."""
+    if len(message) > MAX_ANNOUNCEMENT:
+        raise ValueError("%d bytes, more than %d" % (len(message), MAX_ANNOUNCEMENT))
+    try:
+        a = json.loads(message)
+    except (ValueError, TypeError):  # UnicodeError is a ValueError
+        raise ValueError("not JSON")
     if not isinstance(a, dict):
         raise ValueError("not a JSON object")
-    kind = image.KIND_BY_NAME.get(str(a.get("kind")))
-    if kind is None:
-        raise ValueError("unknown kind")
-    version_tuple(a["version"])
-    size, chunk, digest = a["size"], a["chunk"], a["digest"]
-    if type(size) is not int or type(chunk) is not int or not 256 <= chunk <= 8192:
-        raise ValueError("size and chunk must be integers, chunk 256..8192")
+    for name in a:
+        if name not in FIELDS:
+            raise ValueError("an unknown field")
+    for name in FIELDS:
+        if name not in a:
+            raise ValueError("no %s" % name)
+    version, kind, size, chunk, digest = (a[name] for name in FIELDS)
+    parse_version(version, "version")
+    if not isinstance(kind, str) or kind not in image.KIND_BY_NAME:
+        raise ValueError("kind is not \"firmware\" or \"app\"")
+    kind = image.KIND_BY_NAME[kind]
+    if type(chunk) is not int or not 256 <= chunk <= 8192:  # bool and float are not int
+        raise ValueError("chunk is not an integer 256..8192")
+    if type(size) is not int:
+        raise ValueError("size is not an integer")
     limit = capacity_of(kind) + image.MAX_HEADER + 2 * image.MAX_TLV_AREA
     if not 0 < size <= limit:
-        raise ValueError("size %d is beyond the slot" % size)
-    if len(digest) != 64:
-        raise ValueError("digest must be 64 hex digits")
-    bytes.fromhex(digest)
-    a["kind"] = kind
-    return a
+        raise ValueError("size is 0 or beyond the slot")
+    if not isinstance(digest, str) or len(digest) != 64 or \
+            not all(c in "0123456789abcdef" for c in digest):
+        raise ValueError("digest is not 64 lower-case hex digits")
+    return {"version": version, "kind": kind, "size": size, "chunk": chunk, "digest": digest}
+
+
+def parse_version(text, what):
+    try:
+        return image.parse_version(text)
+    except ValueError:
+        raise ValueError("%s is not MAJOR.MINOR.REVISION[+BUILD]" % what)
 
 
 class Updater:
@@ -64,6 +87,15 @@ class Updater:
         link.listen(self.base + "announce", self._announced)
 
     def _announced(self, topic, message):
+        # the MQTT callback: whatever the broker sent, nothing raises out of it (an
+        # exception here would reset the device, and the retained message comes
+        # back at every connect)
+        try:
+            self._consider(message)
+        except Exception as e:  # noqa: BLE001 - e.g. MemoryError: the device must go on
+            log.warn("update-announcement-refused", type(e).__name__)
+
+    def _consider(self, message):
         try:
             offer = parse_announcement(message, self.installer.capacity)
         except UpdateError as e:  # e.g. a firmware update on the stock image
@@ -71,9 +103,11 @@ class Updater:
                 self._unavailable = str(e)
                 log.warn("update-unavailable", e)
             return
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except ValueError as e:
             log.warn("update-announcement-refused", e)
             return
+        # a hint only: not newer by its own word, not worth fetching; the signed
+        # version decides once the image is in (image.Downgrade)
         current = self.running.get(offer["kind"], "0.0.0")
         if version_tuple(offer["version"]) <= version_tuple(current):
             return
@@ -85,8 +119,8 @@ class Updater:
     def service(self):
         """Fetch and verify a few chunks; install and reset when the image is complete."""
         if self._job is None:
-            if self.offer is None:
-                return
+            if self.offer is None or self.installer.backoff_left():
+                return  # an offer waits out a pause after refusals
             offer, self.offer = self.offer, None
             log.info("update-fetching", image.KINDS[offer["kind"]], offer["version"],
                      offer["size"], "bytes")
@@ -128,8 +162,14 @@ class Updater:
 
     def _refuse(self, offer, verifier, error):
         self.installer.abort(verifier)
-        self.installer.note_refused(offer["digest"])
+        # the digest is remembered only when it is the signed image's own: an
+        # announcement cannot get a genuine image refused by naming its digest
+        signed = verifier.signed and verifier.digest.hex() == offer["digest"]
+        pause = self.installer.note_refused(offer["digest"], signed)
         self._job = None
         name = type(error).__name__
         log.warn("update-refused", name, error)
-        self.reports.append(("refused", {"version": offer["version"], "reason": name}))
+        if pause:
+            log.warn("update-pause", pause, "s without downloads")
+        version = verifier.version if verifier.signed else offer["version"]
+        self.reports.append(("refused", {"version": version, "reason": name}))
