@@ -34,11 +34,18 @@ check: deps
 	$(WS) check
 	$(VENV)/bin/ruff check host_tools tests --exclude tests/target
 
-# Every test on the sim board, then the target suite again on board/esp32_devkitc's
-# module over the esp32-port model (board/sim/esp32port).
+# Every test on the sim board and, beside it (most tests wait on brokers and
+# simulated time, so two cores share well), the target suite again on
+# board/esp32_devkitc's module over the esp32-port model (board/sim/esp32port);
+# its report follows the main one.
 test: check
-	$(VENV)/bin/pytest
-	$(VENV)/bin/pytest tests/target --target-board=esp32_devkitc
+	$(WS) build --board esp32_devkitc >/dev/null
+	$(PY) -c 'from host_tools.esp32model import build_model; build_model()'
+	@mkdir -p build; $(VENV)/bin/pytest tests/target --target-board=esp32_devkitc \
+	  >build/test-esp32-model.log 2>&1 & model=$$!; \
+	$(VENV)/bin/pytest; main=$$?; \
+	wait $$model; onmodel=$$?; cat build/test-esp32-model.log; \
+	test $$main -eq 0 && test $$onmodel -eq 0
 
 sim: deps
 	$(WS) sim

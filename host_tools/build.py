@@ -7,6 +7,7 @@ libraries) is compiled to .mpy with mpy-cross into fs/lib/.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -53,13 +54,32 @@ def compile_module(src: Path, out: Path, source_name: str) -> None:
         raise ToolError(f"mpy-cross failed on {src}:\n{result.stderr.strip()}")
 
 
-def build(board: str) -> Path:
-    """Build into a fresh directory, then swap it in: no stale or half-built tree."""
+def _stamp(board: str) -> str:
+    """What the build is made of: every source's path, size and modification time."""
+    files = [FIRMWARE / name for name in ROOT_SCRIPTS] + [src for src, _ in
+                                                          device_sources(board)]
+    files.append(Path(__file__))
+    digest = hashlib.sha256()
+    for path in files:
+        st = path.stat()
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def build(board: str, force: bool = False) -> Path:
+    """Build into a fresh directory, then swap it in: no stale or half-built tree.
+    A tree built from the same sources is kept (unless `force`): processes running
+    from it (other test sessions) never see it swapped under them."""
     check_board(board)
     if not THIRD_PARTY_LIB.exists():
         raise ToolError("third_party/lib is missing: run `make deps` first")
     target = BUILD / board / "fs"
-    staging = BUILD / board / "fs.new"
+    stamp = _stamp(board)
+    stamp_file = BUILD / board / "sources.sha256"
+    if not force and target.is_dir() and stamp_file.exists() and \
+            stamp_file.read_text() == stamp:
+        return target
+    staging = BUILD / board / f"fs.new.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in ROOT_SCRIPTS:
@@ -72,4 +92,5 @@ def build(board: str) -> Path:
         os.replace(target, old)
     os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
+    stamp_file.write_text(stamp)
     return target

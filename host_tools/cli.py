@@ -16,7 +16,7 @@ from host_tools import paths
 def cmd_build(args: argparse.Namespace) -> int:
     from host_tools.build import build
 
-    print(build(args.board))
+    print(build(args.board, force=True))
     return 0
 
 
@@ -430,8 +430,9 @@ def parser() -> argparse.ArgumentParser:
                          "crl.pem is replaced whole (repeatable; SERVER/broker always when "
                          "it holds a mosquitto.conf)")
     sp.add_argument("--broker-pid", type=Path, action="append", default=[], metavar="FILE",
-                    help="the pid file of a running Mosquitto to send SIGHUP when the CRL "
-                         "changed (repeatable; or `systemctl reload mosquitto`)")
+                    help="the pid file of a running Mosquitto (it writes one only with "
+                         "`daemon true`) to send SIGHUP when the CRL changed (repeatable); "
+                         "under systemd: `systemctl reload mosquitto`")
     sp.add_argument("--force", action="store_true", help="re-sign now even if not yet due")
     sp = add("pki-status", cmd_pki_status, "when the CA, the broker's certificate, the CRL, "
                                            "the service and device certificates end; exit "

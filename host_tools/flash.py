@@ -12,7 +12,8 @@ Steps (`--dry-run` prints them as commands):
      --frozen: a firmware built with board/<board>/manifest.py has it)
   4. mpremote copies the bundle: device-id, settings.json, certs/ (and wifi.json)
   5. mpremote runs a one-off script that writes the payload key into the
-     board's NVS; the key file then leaves the bundle (factory/ is deleted)
+     board's NVS; the key file leaves the bundle first (factory/ is deleted):
+     a key is sent once, so no retry can start its counter at 0 again
 
 mpremote runs with `resume`: no soft reset between the steps, so the
 application is not started again halfway through its own installation. The
@@ -225,6 +226,13 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
           baud: int | None = None, dry_run: bool = False, stock_firmware: bool = False,
           say: Callable[[str], None] = print) -> None:
     device_id = check_bundle(bundle)
+    if not app_only and not (bundle / FACTORY_KEY).exists():
+        raise ToolError(
+            f"{bundle} no longer holds its payload key: a flash took it (the key is used "
+            "once, so a (key, nonce) pair can never repeat), and erasing the board would "
+            "leave it without one. Re-provision: `wearsafe provision --server DIR --force "
+            f"--out {bundle}` (a new identity and key; `wearsafe forget` the old one), or "
+            "give --app-only to update the application and keep the board's key")
     if firmware is not None and not firmware.is_file():
         raise ToolError(f"firmware {firmware} not found")
     if wifi is not None and not wifi.is_file():
@@ -257,8 +265,11 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
         _run(step)
     if key_file.exists():
         say(f"[{len(steps) + 1}/{len(steps) + 1}] payload key into the board's NVS")
-        _provision_nvs(port, key_file, device_id)
-        shutil.rmtree(key_file.parent)  # the key now lives on the board only
+        secret = json.loads(key_file.read_text())
+        # taken before it is sent: once on a board it may seal at once, so it is never
+        # sent again (a retry would start its counter at 0 again: nonce reuse)
+        shutil.rmtree(key_file.parent)
+        _provision_nvs(port, secret, device_id)
     say(f"flashed device {device_id} on {port}")
 
 
@@ -272,8 +283,7 @@ def _run(step: list[str], timeout: float = 600) -> None:
         raise ToolError(f"{Path(step[0]).name} failed (exit {code}): {shlex.join(step)}")
 
 
-def _provision_nvs(port: str, key_file: Path, device_id: str) -> None:
-    secret = json.loads(key_file.read_text())
+def _provision_nvs(port: str, secret: dict[str, str], device_id: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:  # 0700, removed with the script in it
         script = Path(tmp) / "nvs.py"
         script.write_text(NVS_SCRIPT.format(**secret))
@@ -286,5 +296,7 @@ def _provision_nvs(port: str, key_file: Path, device_id: str) -> None:
         except subprocess.TimeoutExpired:
             ok = False
     if not ok:  # its output is not shown: on an error it could echo the script
-        raise ToolError(f"writing the payload key into the board's NVS on {port} failed; "
-                        "the key stays in the bundle: check the board and flash again")
+        raise ToolError(f"writing the payload key into the board's NVS on {port} failed, and "
+                        "the key has left the bundle (it may have reached the board): "
+                        "re-provision (`wearsafe provision --server DIR --force --out "
+                        "BUNDLE`) and flash again")

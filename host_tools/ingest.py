@@ -25,10 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import shutil
-import signal
 import sqlite3
 import ssl
 import sys
@@ -47,6 +44,7 @@ import paho.mqtt.client as mqtt
 from host_tools.broker import INGEST_SUBSCRIPTION, SHARED_INGEST_SUBSCRIPTION, ingest_identity
 from host_tools.paths import ToolError
 from host_tools.payloads import PayloadError, PayloadOpener
+from host_tools.pki import install_crl, reload_broker_pid
 from host_tools.server import Server
 
 STORE_RETRY_S = 5  # pause before asking for a redelivery when the store failed
@@ -322,13 +320,12 @@ def reload_broker(server: Server) -> str:
     if not (broker / "mosquitto.conf").exists():
         return (f"no broker configuration in {broker}: copy {server.ca.crl_path} to your "
                 "broker's crlfile and reload it (SIGHUP, or systemctl reload mosquitto)")
-    shutil.copy2(server.ca.crl_path, broker / "crl.pem")
-    pid_file = broker / "mosquitto.pid"
+    install_crl(server.ca, [broker])
     try:
-        os.kill(int(pid_file.read_text()), signal.SIGHUP)
-        return f"the broker of {broker} rereads the CRL"
-    except (OSError, ValueError):  # not running: it reads the CRL when it starts
-        return (f"CRL copied to {broker}; no running broker found there: reload yours "
+        return f"the broker of {broker} (pid {reload_broker_pid(broker / 'mosquitto.pid')}) " \
+               "rereads the CRL"
+    except ToolError as e:  # not running: it reads the CRL when it starts
+        return (f"CRL copied to {broker}, but the broker was not reloaded ({e}): reload yours "
                 "(SIGHUP, or systemctl reload mosquitto) or the device can connect again")
 
 
@@ -365,5 +362,5 @@ def open_server(directory: Path) -> Server:
     if not (directory / "pki" / "ca.key").exists():
         raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.key): "
                         "create it with `wearsafe broker-config --server DIR`")
-    Server(directory).ca.warn_expiring(directory / "broker")  # CRL, CA, broker cert near end
+    (server := Server(directory)).ca.warn_expiring(server.broker_dir)  # CRL, CA, certs near end
     return Server(directory)

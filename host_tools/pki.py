@@ -45,7 +45,7 @@ from host_tools.paths import ToolError
 # same day. Revocation (the CRL), not expiry, is how an identity is withdrawn.
 DEVICE_DAYS = 10 * 365 + 3  # a wearable's service life, 10 years: a client certificate
 #                             (device, ingest, release) never ends before its holder does
-CA_DAYS = 20 * 365 + 5  # 20 years: outlives every device certificate of its first 10 years
+CA_DAYS = 2 * DEVICE_DAYS  # 20 years: outlives every device certificate of its first 10
 #   (a certificate is never issued past the CA's own end: see FleetCA.issue)
 LEAF_DAYS = 825  # the broker's certificate: re-issued by `wearsafe broker-config` when
 #                  RENEW_DAYS are left; devices pin the CA, not this certificate
@@ -218,13 +218,16 @@ class FleetCA:
         carries serverAuth and names localhost, 127.0.0.1, `cn` and `names`
         (host names and IP addresses, checked before anything is written).
         It lasts `days`: by default DEVICE_DAYS for a client, LEAF_DAYS for a
-        server; never past the CA's own end (pki_status notes when that cuts it).
+        server; never past the CA's own end (FleetCA.status notes when that cuts it).
         """
         san = broker_names([cn, *names]) if server else []
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or _now() - dt.timedelta(minutes=5)
         days = days if days is not None else LEAF_DAYS if server else DEVICE_DAYS
         end = min(start + dt.timedelta(days=days), self.certificate().not_valid_after_utc)
+        if end <= start:
+            raise ToolError(f"the fleet CA in {self.directory} has ended: it can certify "
+                            "nothing (see `wearsafe pki-status`)")
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (x509.CertificateBuilder().subject_name(_name(cn))
                    .issuer_name(self.certificate().subject).public_key(key.public_key())

@@ -37,6 +37,8 @@ def _connects(ca: FleetCA, port: int, cn: str) -> bool:
                    keyfile=str(ca.directory / f"{cn}.key"), cert_reqs=ssl.CERT_REQUIRED)
     result: list[object] = []
     client.on_connect = lambda c, u, f, rc, p: result.append(rc)
+    client.on_disconnect = lambda *a: result.append(None)  # closed before any CONNACK
+    client.on_connect_fail = lambda *a: result.append(None)
     try:
         client.connect("localhost", port, keepalive=10)
     except (OSError, ssl.SSLError):
@@ -46,7 +48,7 @@ def _connects(ca: FleetCA, port: int, cn: str) -> bool:
         deadline = time.monotonic() + 5
         while not result and time.monotonic() < deadline:
             time.sleep(0.05)
-        ok = bool(result) and not result[0].is_failure and client.is_connected()  # type: ignore[attr-defined]
+        ok = bool(result) and result[0] is not None and not result[0].is_failure  # type: ignore[attr-defined]
         client.disconnect()
         return ok
     finally:

@@ -8,6 +8,7 @@ bootloader and app as it reads the real ones."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -137,3 +138,21 @@ def test_what_is_not_a_combined_esp32_image_is_refused(tmp_path, bundle, case):
         assert "ESP32_GENERIC firmware, variant OTA" in out.stderr, out.stderr
     with pytest.raises(ToolError):
         inspect_firmware(firmware, "esp32_devkitc", stock_firmware=True)
+
+
+def test_13_7_a_payload_key_is_flashed_once(tmp_path):
+    """A bundle whose key a flash already took is not flashed onto an erased board with
+    the same key again (its counter would restart at 0: AES-CCM nonce reuse)."""
+    out = subprocess.run([WEARSAFE, "provision", "--server", str(tmp_path / "server"), "--out",
+                          str(tmp_path / "dev")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    firmware = write(tmp_path, "fw.bin", combined_image())
+    assert flash_dry_run(tmp_path / "dev", firmware).returncode == 0
+    shutil.rmtree(tmp_path / "dev" / "factory")  # as a flash leaves it, failed or not
+    again = flash_dry_run(tmp_path / "dev", firmware)
+    assert again.returncode == 1 and "no longer holds its payload key" in again.stderr
+    assert "--force" in again.stderr and "Traceback" not in again.stderr
+    app_only = subprocess.run([WEARSAFE, "flash", "--port", "/dev/ttyUSB7", "--bundle",
+                               str(tmp_path / "dev"), "--app-only", "--dry-run"],
+                              capture_output=True, text=True, timeout=120)
+    assert app_only.returncode == 0, app_only.stderr  # the board keeps the key it has
