@@ -127,6 +127,9 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         f"cafile {out / 'ca.crt'}",
         f"certfile {out / ca.broker_cert_path.name}",
         f"keyfile {out / ca.broker_key_path.name}",
+        # The CRL lasts 30 days: past it this broker refuses EVERY client. Re-sign and
+        # reload it daily: `wearsafe crl-renew --server DIR --broker-dir THIS_DIR &&
+        # systemctl reload mosquitto` (a reload is a SIGHUP: it rereads this file).
         f"crlfile {out / 'crl.pem'}",
         "require_certificate true",
         "use_identity_as_username true",

@@ -1,4 +1,4 @@
-"""Firmware updates end to end on modelled ESP32s (board/esp32_devkitc's build over
+"""Firmware and app updates end to end on modelled ESP32s (board/esp32_devkitc's build over
 the esp32-port model, through the real Mosquitto and the ingest).
 
 The payload is an ESP app image (tests/esp_images.py) as the OTA variant's
@@ -16,6 +16,7 @@ from host_tools import images, release
 from host_tools.esp32model import BOARD, power_on
 from host_tools.sim import RESET_EXIT
 from tests.esp_images import app_image, combined_image
+from tests.test_ota_update import app_image as signed_app
 from tests.test_ota_update import status_values
 
 COUNTER = """
@@ -120,3 +121,18 @@ def test_a_firmware_update_on_the_stock_image_is_declined_once(esp32_fleet, tmp_
     assert run.stdout.count("update-unavailable") == 1, run.stdout
     assert "OTA variant" in run.stdout and "update-fetching" not in run.stdout
     fleet.wait_stored(stored + 2)  # and it keeps delivering readings
+
+
+def test_an_app_update_installs_and_is_confirmed_on_the_model(esp32_fleet, tmp_path):  # type: ignore[no-untyped-def]
+    fleet = esp32_fleet
+    device = fleet.add_device(batch_seconds=5)
+    release.publish_image(fleet.server, fleet.broker.port,
+                          signed_app(fleet, tmp_path, "2.0.0", 2, board=BOARD), BOARD)
+    run = fleet.run_app(device, 120)
+    assert run.returncode == RESET_EXIT, run.stdout + run.stderr
+    assert "update-installed app 2.0.0+0" in run.stdout
+    run = fleet.run_app(device, 20)
+    assert run.returncode == 0, run.stdout + run.stderr
+    fleet.wait_stored(fleet.ingest.stored + 2)
+    values = status_values(fleet, device)
+    assert ("update", "installed 2.0.0+0 app") in values and ("version", "2.0.0") in values

@@ -16,8 +16,8 @@ RESET = RESET_EXIT  # the sim board's reset: the process ends, the host starts i
 
 
 def app_image(fleet, tmp: Path, version: str, counter: int,  # type: ignore[no-untyped-def]
-              link_patch: tuple[str, str] | None = None) -> Path:
-    """The sim build as an app bundle whose wearsafe.VERSION is `version`, signed."""
+              link_patch: tuple[str, str] | None = None, board: str = "sim") -> Path:
+    """The board's build as an app bundle whose wearsafe.VERSION is `version`, signed."""
     replace = {}
     sources = {"wearsafe/__init__.py": (FIRMWARE / "lib/wearsafe/__init__.py").read_text()
                .replace('VERSION = "0.1.0"', f'VERSION = "{version}"')}
@@ -31,9 +31,9 @@ def app_image(fleet, tmp: Path, version: str, counter: int,  # type: ignore[no-u
         src.write_text(text)
         compile_module(src, src.with_suffix(".mpy"), rel)
         replace[rel.replace(".py", ".mpy")] = src.with_suffix(".mpy").read_bytes()
-    bundle = images.app_bundle("sim", tmp / f"app-{version}.tar", replace)
+    bundle = images.app_bundle(board, tmp / f"app-{version}.tar", replace)
     return images.sign(bundle, tmp / f"app-{version}.img", fleet.signing_key, version,
-                       counter, "sim", "app")
+                       counter, board, "app")
 
 
 def status_values(fleet, device) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
