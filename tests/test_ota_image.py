@@ -116,7 +116,8 @@ def signed(tmp_path_factory, sim_build):  # type: ignore[no-untyped-def]
     return d, key, other, make
 
 
-def run_cases(state: Path, fs: Path, cases: dict[str, bytes], kind: int = 2) -> dict[str, str]:
+def run_cases(state: Path, fs: Path, cases: dict[str, bytes], kind: int = 2,
+              heap: str = "96K") -> dict[str, str]:
     files = state / "cases"
     files.mkdir()
     manifest = []
@@ -124,7 +125,7 @@ def run_cases(state: Path, fs: Path, cases: dict[str, bytes], kind: int = 2) -> 
         (files / f"{i}.img").write_bytes(data)
         manifest.append(f"{name} {files / f'{i}.img'} {kind}\n")
     (state / "cases.txt").write_text("".join(manifest))
-    done = subprocess.run([micropython(), "-X", "heapsize=96K", "-c",
+    done = subprocess.run([micropython(), "-X", f"heapsize={heap}", "-c",
                            DEVICE.replace("sys.argv[1]", repr(str(state / "cases.txt")))],
                           cwd=fs, env=sim_env(fs, state), capture_output=True, text=True,
                           timeout=600, check=False)

@@ -135,26 +135,6 @@ class RevokedKey(ImageError):
     """Signed with a key the trust file revokes."""
 
 
-def parse_version(text):
-    """(major, minor, revision, build) of "1.2.3+4" or "1.2.3", each in the range of its
-    MCUboot header field, digits only; ValueError otherwise (the text is not echoed)."""
-    if not isinstance(text, str) or not 5 <= len(text) <= 27:
-        raise ValueError("a version is a string MAJOR.MINOR.REVISION[+BUILD]")
-    main, plus, build = text.partition("+")
-    parts = main.split(".")
-    if plus:
-        parts.append(build)
-    if len(parts) != 3 + bool(plus):
-        raise ValueError("a version is MAJOR.MINOR.REVISION[+BUILD]")
-    for p in parts:
-        if not 0 < len(p) <= 10 or not all("0" <= c <= "9" for c in p):
-            raise ValueError("a version's parts are decimal digits")
-    n = [int(p) for p in parts] + [0]
-    if n[0] > 255 or n[1] > 255 or n[2] > 65535 or n[3] > 0xFFFFFFFF:
-        raise ValueError("a version part is beyond its MCUboot header field")
-    return (n[0], n[1], n[2], n[3])
-
-
 class Image:
     """What a verified image declares."""
 
@@ -210,10 +190,10 @@ class Verifier:
     sink: write(payload bytes) in order, at most `capacity` bytes in all
     min_counter: the device's stored security counter
     kind: the payload kind the sink is for (None: any known kind)
-    above: the running version of that kind as parse_version gives it: the signed
-        version must be greater (None: not checked, e.g. a fuzz harness)
-    After finish() has checked the signature, `signed` is True and `digest` the
-    image's signed SHA-256, whatever a later check decides.
+    above: the running version of that kind, (major, minor, revision, build): the
+        signed version must be greater (None: not checked, e.g. a fuzz harness)
+    After finish() has checked the signature, `signed` is True, `digest` the image's
+    signed SHA-256 and `version` its signed version, whatever a later check decides.
     """
 
     def __init__(self, trust, sink, capacity, min_counter, kind=None, above=None):
@@ -223,9 +203,7 @@ class Verifier:
         self._min_counter = min_counter
         self._kind = kind
         self._above = above
-        self.signed = False
-        self.digest = None
-        self.version = None  # the header's, as text; trusted only once `signed`
+        self.signed = False  # then digest and version (the header's, as text) are set
         self._sha = hashlib.sha256()
         self._stage = _HEADER
         self._want = HEADER_LEN  # bytes still due in this stage
@@ -303,7 +281,6 @@ class Verifier:
             raise BadHeader("protected TLV area of %d bytes (at most %d)" % (prot_size, MAX_TLV_AREA))
         major, minor, revision, build = struct.unpack_from("<BBHI", h, 20)
         self._version_t = (major, minor, revision, build)
-        self.version = "%d.%d.%d+%d" % self._version_t
         self._img_size, self._prot_size = img_size, prot_size
         self._enter(_HEADER_PAD, hdr_size - HEADER_LEN)
 
@@ -316,14 +293,13 @@ class Verifier:
         if tlvs[TLV_SHA256] != digest:
             raise DigestMismatch("SHA-256 of header, payload and protected TLVs does not match")
         key = self._key(tlvs[TLV_KEYHASH])
-        # loaded here when an image is complete (install.load_trust has usually
-        # loaded it already, to check the trust anchors)
-        from wearsafe.crypto import ed25519
+        from wearsafe.crypto import ed25519  # loaded when an image is complete, not before
 
         if not ed25519.verify(key, digest, tlvs[TLV_ED25519]):
             raise BadSignature("the Ed25519 signature does not verify with the trusted key")
         # from here on the image is the release key's: what it declares is trusted
         self.signed, self.digest = True, digest
+        self.version = "%d.%d.%d+%d" % self._version_t
         if prot[TLV_CID] != self._trust["class_id"]:
             raise WrongClass("the image is for another board class (class UUID %s)"
                              % prot[TLV_CID].hex())

@@ -6,7 +6,6 @@
 #   app       the bundle is unpacked into the inactive app slot, then the
 #             boot record selects it (one rename)
 # The stored security counter is raised only when the new image confirms.
-import hashlib
 import json
 import os
 
@@ -41,77 +40,41 @@ class UpdateError(Exception):
     pass
 
 
+def version_tuple(text):
+    """(major, minor, revision, build) of "1.2.3+4" or "1.2.3"; ValueError otherwise.
+    For versions the device holds (its own, a signed header's); an announcement's
+    is checked more strictly first (updater.parse_announcement)."""
+    main, _, build = text.partition("+")
+    parts = [int(p) for p in main.split(".")]
+    if len(parts) != 3:
+        raise ValueError("not MAJOR.MINOR.REVISION[+BUILD]")
+    return (parts[0], parts[1], parts[2], int(build or 0))
+
+
 NEEDS_OTA = ("firmware updates need the OTA variant of MicroPython (ESP32_GENERIC, variant "
              "OTA): this firmware has no second app slot; application updates still work")
 
 
-# SubjectPublicKeyInfo DER of an Ed25519 key (RFC 8410) up to its 32 raw bytes
-ED25519_SPKI_PREFIX = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
-
-
-def key_problem(raw):
-    """Why a raw Ed25519 public key cannot be a trust anchor, or None when it can.
-
-    A key that does not decode is refused by every verification anyway; a key of
-    small order (the 8 points P with [8]P = identity) is worse: with R one of
-    those points and S = 0, encode([S]B - [k]A) == R holds for about one digest in
-    8 whatever k is, so anyone could sign for it. RFC 8032 keys are never such.
-    """
-    from wearsafe.crypto import ed25519
-
-    point = ed25519._decode(raw)
-    if point is None:
-        return "does not decode to a curve point"
-    for _ in range(3):
-        point = ed25519._double(point)
-    x, y, z, _ = point
-    if x % ed25519.P == 0 and (y - z) % ed25519.P == 0:
-        return "has small order (anyone could forge its signatures)"
-    return None
-
-
 def load_trust(path):
-    """The update trust anchors the device was provisioned with:
-    {"class", "class_id", "keys": [SPKI DER, ...], "revoked": [SHA-256 of an SPKI, ...]}.
+    """The update trust anchors the device was provisioned with (wearsafe.ota.trust):
+    {"class", "class_id", "keys": [SPKI DER, ...], "revoked": [SHA-256 of an SPKI, ...]};
+    UpdateError when the file is missing or refused."""
+    import gc
+    import sys
 
-    The file: {"class": name, "class_id": 32 hex digits, "keys": [SPKI hex, ...],
-    "revoked": [64 hex digits, ...] (optional)}. A key whose SHA-256 (its MCUboot
-    KEYHASH) is revoked is refused even if listed; a key that is not a usable
-    Ed25519 public key (key_problem) makes the whole file refused.
-    """
-    from binascii import unhexlify
+    import wearsafe.ota
+    from wearsafe.ota import trust
 
     try:
-        with open(path) as f:
-            given = json.load(f)
-        trust = {"class": given["class"], "class_id": unhexlify(given["class_id"]),
-                 "keys": [unhexlify(k) for k in given["keys"]],
-                 "revoked": [unhexlify(h) for h in given.get("revoked", ())]}
-    except OSError:
-        raise UpdateError("no %s: provision the device bundle (update trust anchors)" % path)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise UpdateError("%s is not a valid update trust file" % path)
-    if not isinstance(trust["class"], str) or len(trust["class_id"]) != 16 or \
-            any(len(k) != 44 or k[:12] != ED25519_SPKI_PREFIX for k in trust["keys"]):
-        raise UpdateError("%s: class_id must be 16 bytes and keys Ed25519 public keys "
-                          "(SubjectPublicKeyInfo)" % path)
-    if any(len(h) != 32 for h in trust["revoked"]):
-        raise UpdateError("%s: a revoked key is the SHA-256 of its SubjectPublicKeyInfo "
-                          "(64 hex digits)" % path)
-    for i, spki in enumerate(trust["keys"]):
-        problem = key_problem(spki[12:])
-        if problem:
-            raise UpdateError("%s: update key %d (%s...) %s: not a trust anchor"
-                              % (path, i, spki[12:20].hex(), problem))
-    keys = []
-    for spki in trust["keys"]:
-        if hashlib.sha256(spki).digest() not in trust["revoked"]:
-            keys.append(spki)
-    if not keys:
-        raise UpdateError("%s: every update key is revoked (or none is listed): provision "
-                          "a trust file with a current key" % path)
-    trust["keys"] = keys
-    return trust
+        return trust.load(path)
+    finally:
+        # Read once at boot: its code does not stay in the heap for the whole run,
+        # and is collected at once, so that what the device allocates for good next
+        # fills its room instead of leaving a hole there (an update's 8 KiB chunk
+        # needs that much in one piece).
+        del sys.modules["wearsafe.ota.trust"]
+        delattr(wearsafe.ota, "trust")
+        gc.collect()
 
 
 class Counters:
@@ -296,8 +259,8 @@ class Installer:
         """A Verifier whose payload goes to the staging place for `kind` (or `sink`)."""
         capacity = self.capacity(kind)
         try:
-            above = image.parse_version(self.running_version(kind))
-        except ValueError:
+            above = version_tuple(self.running_version(kind))
+        except (ValueError, AttributeError):
             raise UpdateError("the running %s version is unreadable" % image.KINDS[kind])
         if sink is None and kind == image.KIND_FIRMWARE:
             sink = _PartitionSink(self._firmware_slot())

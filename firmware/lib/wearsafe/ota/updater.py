@@ -19,15 +19,15 @@ from micropython import const
 from wearsafe import log
 from wearsafe.link import LinkError
 from wearsafe.ota import image
-from wearsafe.ota.install import UpdateError
+from wearsafe.ota.install import UpdateError, version_tuple
 
 CHUNKS_PER_SERVICE = const(8)
 # What the release tool publishes is about 150 bytes; anything longer is refused
 # before it is parsed (a deeply nested JSON array would exhaust the heap).
 MAX_ANNOUNCEMENT = const(512)
-FIELDS = ("version", "kind", "size", "chunk", "digest")
-
-version_tuple = image.parse_version
+FIELDS = ["chunk", "digest", "kind", "size", "version"]  # sorted
+VERSION_MAX = (255, 255, 65535, 0xFFFFFFFF)  # MCUboot's header: u8, u8, u16, u32
+BAD_VERSION = "version is not MAJOR.MINOR.REVISION[+BUILD] in MCUboot's ranges"
 
 
 def parse_announcement(message, capacity_of):
@@ -35,42 +35,46 @@ def parse_announcement(message, capacity_of):
     range; ValueError with a short reason (never the value) for anything else.
     capacity_of(kind) may raise UpdateError (no slot for that kind on this device)."""
     if len(message) > MAX_ANNOUNCEMENT:
-        raise ValueError("%d bytes, more than %d" % (len(message), MAX_ANNOUNCEMENT))
+        raise ValueError("longer than %d bytes" % MAX_ANNOUNCEMENT)
     try:
         a = json.loads(message)
+        fields = sorted(a) if type(a) is dict else None
     except (ValueError, TypeError):  # UnicodeError is a ValueError
-        raise ValueError("not JSON")
-    if not isinstance(a, dict):
-        raise ValueError("not a JSON object")
-    for name in a:
-        if name not in FIELDS:
-            raise ValueError("an unknown field")
-    for name in FIELDS:
-        if name not in a:
-            raise ValueError("no %s" % name)
-    version, kind, size, chunk, digest = (a[name] for name in FIELDS)
-    parse_version(version, "version")
-    if not isinstance(kind, str) or kind not in image.KIND_BY_NAME:
-        raise ValueError("kind is not \"firmware\" or \"app\"")
+        fields = None
+    if fields != FIELDS:
+        raise ValueError("not a JSON object of exactly version, kind, size, chunk, digest")
+    check_version(a["version"])
+    kind, size, chunk, digest = a["kind"], a["size"], a["chunk"], a["digest"]
+    if type(kind) is not str or kind not in image.KIND_BY_NAME:
+        raise ValueError("kind is not firmware or app")
     kind = image.KIND_BY_NAME[kind]
     if type(chunk) is not int or not 256 <= chunk <= 8192:  # bool and float are not int
         raise ValueError("chunk is not an integer 256..8192")
-    if type(size) is not int:
-        raise ValueError("size is not an integer")
     limit = capacity_of(kind) + image.MAX_HEADER + 2 * image.MAX_TLV_AREA
-    if not 0 < size <= limit:
-        raise ValueError("size is 0 or beyond the slot")
-    if not isinstance(digest, str) or len(digest) != 64 or \
-            not all(c in "0123456789abcdef" for c in digest):
+    if type(size) is not int or not 0 < size <= limit:
+        raise ValueError("size is not an integer up to the slot's")
+    if type(digest) is not str or len(digest) != 64:
         raise ValueError("digest is not 64 lower-case hex digits")
-    return {"version": version, "kind": kind, "size": size, "chunk": chunk, "digest": digest}
+    for c in digest:
+        if c not in "0123456789abcdef":
+            raise ValueError("digest is not 64 lower-case hex digits")
+    a["kind"] = kind
+    return a
 
 
-def parse_version(text, what):
+def check_version(text):
+    """ValueError unless `text` is MAJOR.MINOR.REVISION[+BUILD], decimal digits only,
+    each part within its MCUboot header field."""
+    if type(text) is not str or not 5 <= len(text) <= 24 or text.strip("0123456789.+") \
+            or text[-1] == "+":
+        raise ValueError(BAD_VERSION)
     try:
-        return image.parse_version(text)
+        n = version_tuple(text)
     except ValueError:
-        raise ValueError("%s is not MAJOR.MINOR.REVISION[+BUILD]" % what)
+        raise ValueError(BAD_VERSION)
+    for i in range(4):
+        if n[i] > VERSION_MAX[i]:
+            raise ValueError(BAD_VERSION)
 
 
 class Updater:
