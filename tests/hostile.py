@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from host_tools.payloads import TAG_LEN, DeviceKey, enc_structure, external_aad, nonce
-from host_tools.pki import write_private
+from host_tools.pki import FleetCA, write_private
 
 PROTECTED = cbor2.dumps({1: 31})  # AES-CCM-16-128-256, as the firmware's cose.py
 
@@ -118,3 +118,29 @@ class DeviceInHand:
             self.client.disconnect()
             self.client.loop_stop()
             self.client = None
+
+
+def admitted(ca: FleetCA, port: int, cn: str) -> bool:
+    """Whether the broker lets in a client proving identity `cn` (its CONNACK says so)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cn,
+                         protocol=mqtt.MQTTv311)
+    client.tls_set(ca_certs=str(ca.cert_path), certfile=str(ca.directory / f"{cn}.crt"),
+                   keyfile=str(ca.directory / f"{cn}.key"), cert_reqs=ssl.CERT_REQUIRED)
+    result: list[object] = []
+    client.on_connect = lambda c, u, f, rc, p: result.append(rc)
+    client.on_disconnect = lambda *a: result.append(None)  # closed before any CONNACK
+    client.on_connect_fail = lambda *a: result.append(None)
+    try:
+        client.connect("localhost", port, keepalive=10)
+    except (OSError, ssl.SSLError):
+        return False  # the handshake failed: the broker refused the certificate
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 5
+        while not result and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ok = bool(result) and result[0] is not None and not result[0].is_failure  # type: ignore[attr-defined]
+        client.disconnect()
+        return ok
+    finally:
+        client.loop_stop()

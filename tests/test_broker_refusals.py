@@ -8,27 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-import ssl
 import time
 
-import paho.mqtt.client as mqtt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from host_tools.pki import FleetCA, write_private
-
-
-def _as_device(device) -> tuple[str, str]:
-    """The device's own certificate and key, from its bundle, as PEM files for paho."""
-    certs = device.state / "certs"
-    cert = x509.load_der_x509_certificate((certs / "device.der").read_bytes())
-    key = serialization.load_der_private_key((certs / "device.key.der").read_bytes(), None)
-    cert_path, key_path = certs / "device.pem", certs / "device.key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+from host_tools.pki import FleetCA
+from tests.hostile import connect, device_tls_files
 
 
 def _connect(fleet, identity, ca: FleetCA | None = None):
@@ -39,27 +22,8 @@ def _connect(fleet, identity, ca: FleetCA | None = None):
         files = (str(pki / f"{identity}.crt"), str(pki / f"{identity}.key")) if identity \
             else (None, None)
     else:
-        files, identity = _as_device(identity), identity.device_id
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity or "anonymous",
-                         protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(fleet.server.ca.cert_path), certfile=files[0],
-                   keyfile=files[1], cert_reqs=ssl.CERT_REQUIRED)
-    result: list[object] = []
-    client.on_connect = lambda c, u, f, rc, p: result.append(rc)
-    client.on_disconnect = lambda *a: result.append(ConnectionError("closed by the broker"))
-    try:
-        client.connect("localhost", fleet.broker.port, keepalive=10)
-    except (OSError, ssl.SSLError) as e:
-        return client, e
-    client.loop_start()
-    deadline = time.monotonic() + 5
-    while not result and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    if not result or not client.is_connected():
-        client.loop_stop()
-        return client, result[0] if result else ConnectionError("closed by the broker")
-    return client, result[0]
+        files, identity = device_tls_files(identity.state), identity.device_id
+    return connect(fleet, files, identity or "anonymous")
 
 
 def _refused(fleet, identity, **kw) -> None:

@@ -11,10 +11,7 @@ opens a server directory).
 from __future__ import annotations
 
 import datetime as dt
-import ssl
-import time
 
-import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -31,6 +28,7 @@ from host_tools.pki import (
     FleetCA,
 )
 from host_tools.server import Server
+from tests.hostile import admitted
 
 SERVICE_LIFE = dt.timedelta(days=10 * 365)  # what a wearable in the field is expected to last
 YEAR = dt.timedelta(days=365)
@@ -57,31 +55,6 @@ def test_a_provisioned_device_certificate_lasts_its_service_life_and_the_ca_long
     assert ingest.not_valid_after_utc - ingest.not_valid_before_utc >= SERVICE_LIFE
 
 
-def _connects(ca: FleetCA, port: int, cn: str) -> bool:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cn,
-                         protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(ca.cert_path), certfile=str(ca.directory / f"{cn}.crt"),
-                   keyfile=str(ca.directory / f"{cn}.key"), cert_reqs=ssl.CERT_REQUIRED)
-    result: list[object] = []
-    client.on_connect = lambda c, u, f, rc, p: result.append(rc)
-    client.on_disconnect = lambda *a: result.append(None)
-    client.on_connect_fail = lambda *a: result.append(None)
-    try:
-        client.connect("localhost", port, keepalive=10)
-    except (OSError, ssl.SSLError):
-        return False
-    client.loop_start()
-    try:
-        deadline = time.monotonic() + 5
-        while not result and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ok = bool(result) and result[0] is not None and not result[0].is_failure  # type: ignore[attr-defined]
-        client.disconnect()
-        return ok
-    finally:
-        client.loop_stop()
-
-
 def test_devices_provisioned_years_ago_still_connect_to_the_real_broker(tmp_path):
     """The fleet of finding 10, two and a half and nine years on: each device keeps
     connecting on the certificate it was given, with no reflash."""
@@ -91,9 +64,9 @@ def test_devices_provisioned_years_ago_still_connect_to_the_real_broker(tmp_path
         ca.issue(cn, not_before=_now() - age)  # the default lifetime, issued back then
     broker = Broker(server.broker_dir, ca).start()
     try:
-        assert _connects(ca, broker.port, "00000000000000a1"), \
+        assert admitted(ca, broker.port, "00000000000000a1"), \
             "a device 2.5 years in the field is locked out: its certificate has ended"
-        assert _connects(ca, broker.port, "00000000000000a2")
+        assert admitted(ca, broker.port, "00000000000000a2")
     finally:
         broker.stop()
 

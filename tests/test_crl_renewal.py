@@ -12,47 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import ssl
 import subprocess
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from host_tools.broker import Broker
 from host_tools.cli import main
 from host_tools.pki import CRL_DAYS, CRL_RENEW_DAYS, FleetCA, crl_number
 from host_tools.server import Server
+from tests.hostile import admitted
 
 VALID = "00000000000000c1"
 REVOKED = "00000000000000c2"
-
-
-def _connects(ca: FleetCA, port: int, cn: str) -> bool:
-    """Whether the broker lets in a client proving identity `cn` (its CONNACK says so)."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cn,
-                         protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(ca.cert_path), certfile=str(ca.directory / f"{cn}.crt"),
-                   keyfile=str(ca.directory / f"{cn}.key"), cert_reqs=ssl.CERT_REQUIRED)
-    result: list[object] = []
-    client.on_connect = lambda c, u, f, rc, p: result.append(rc)
-    client.on_disconnect = lambda *a: result.append(None)  # closed before any CONNACK
-    client.on_connect_fail = lambda *a: result.append(None)
-    try:
-        client.connect("localhost", port, keepalive=10)
-    except (OSError, ssl.SSLError):
-        return False  # the handshake failed: the broker refused the certificate
-    client.loop_start()
-    try:
-        deadline = time.monotonic() + 5
-        while not result and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ok = bool(result) and result[0] is not None and not result[0].is_failure  # type: ignore[attr-defined]
-        client.disconnect()
-        return ok
-    finally:
-        client.loop_stop()
 
 
 def _fleet_ca(tmp_path: Path) -> tuple[Server, FleetCA]:
@@ -74,11 +47,11 @@ def test_an_ended_crl_locks_every_device_out_until_crl_renew_resigns_it(tmp_path
     etc = tmp_path / "etc-mosquitto"
     broker = Broker(etc, ca).start()
     try:
-        assert _connects(ca, broker.port, VALID)
-        assert not _connects(ca, broker.port, REVOKED)
+        assert admitted(ca, broker.port, VALID)
+        assert not admitted(ca, broker.port, REVOKED)
 
         time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
-        assert not _connects(ca, broker.port, VALID), \
+        assert not admitted(ca, broker.port, VALID), \
             "the broker let a device in past the CRL's nextUpdate: the outage is not reproduced"
 
         capsys.readouterr()
@@ -89,10 +62,10 @@ def test_an_ended_crl_locks_every_device_out_until_crl_renew_resigns_it(tmp_path
         assert "sent SIGHUP" in out
 
         deadline = time.monotonic() + 10
-        while not _connects(ca, broker.port, VALID):  # the broker rereads it on SIGHUP
+        while not admitted(ca, broker.port, VALID):  # the broker rereads it on SIGHUP
             assert time.monotonic() < deadline, broker.log.read_text()[-2000:]
             time.sleep(0.2)
-        assert not _connects(ca, broker.port, REVOKED), "renewal dropped a revocation"
+        assert not admitted(ca, broker.port, REVOKED), "renewal dropped a revocation"
     finally:
         broker.stop()
     renewed = ca.crl()
