@@ -4,7 +4,7 @@ The device acts on the signed image only: its version must exceed the running
 one (whatever the announcement claims), its kind must be the one announced, its
 security counter must fit the device's NVS; a revoked key is refused even when
 the trust file lists it. The device's own code without signed images:
-tests/target/test_ota_metadata.py.
+tests/target/test_ota_announcements.py and test_ota_trust.py.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ ED25519_SPKI_PREFIX = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
 # The 8 points of small order ([8]P = identity: orders 1, 2, 4, 4, 8, 8, 8, 8), each
 # in its one canonical encoding; the torsion subgroup has exactly these 8 elements,
 # and any other encoding of them is refused as not canonical before this list is
-# looked at. tests/target/test_ota_metadata.py checks them with wearsafe.crypto.ed25519.
+# looked at. tests/target/test_ota_trust.py checks them with wearsafe.crypto.ed25519.
 SMALL_ORDER = (
     b"\x01" + bytes(31),
     b"\xec" + b"\xff" * 30 + b"\x7f",
