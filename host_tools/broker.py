@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Self
 
 from host_tools.paths import ToolError
-from host_tools.pki import FleetCA, write_private, write_public
+from host_tools.pki import FleetCA, install_public, write_private
 from host_tools.service import Service, die_with_parent
 
 INGEST_ID = "ingest"  # the first ingest process; the others: ingest_identity(n)
@@ -98,7 +98,7 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
     os.chmod(out, 0o700)
     # each file whole: a running broker rereads them on SIGHUP
     for source in (ca.cert_path, ca.broker_cert_path, ca.crl_path):
-        write_public(out / source.name, source.read_bytes())
+        install_public(out / source.name, source.read_bytes())
     write_private(out / ca.broker_key_path.name, ca.broker_key_path.read_bytes())
     (out / "acl").write_text(ACL)
     lines = [

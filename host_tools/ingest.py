@@ -57,15 +57,16 @@ LOINC = {  # SenML quantity -> (LOINC code, display, UCUM unit)
 
 
 def tls_client(server: Server, identity: str, clean_session: bool = True,
-               manual_ack: bool = False) -> mqtt.Client:
-    """A paho client that proves `identity` (a certificate of the fleet CA), which the
-    broker also makes its client id."""
-    pki = server.ca.directory
+               manual_ack: bool = False, cert_dir: Path | None = None) -> mqtt.Client:
+    """A paho client that proves `identity` (a certificate of the fleet CA, in its
+    directory or `cert_dir`), which the broker also makes its client id."""
+    ca = server.ca
+    certs = cert_dir or ca.directory
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity,
                          protocol=mqtt.MQTTv311, clean_session=clean_session,
                          manual_ack=manual_ack)
-    client.tls_set(ca_certs=str(pki / "ca.crt"), certfile=str(pki / f"{identity}.crt"),
-                   keyfile=str(pki / f"{identity}.key"), cert_reqs=ssl.CERT_REQUIRED)
+    client.tls_set(ca_certs=str(ca.cert_path), certfile=str(certs / f"{identity}.crt"),
+                   keyfile=str(certs / f"{identity}.key"), cert_reqs=ssl.CERT_REQUIRED)
     return client
 
 
@@ -341,11 +342,8 @@ def cut_session(server: Server, device_id: str, host: str, port: int) -> None:
     ToolError when the broker cannot be reached or refuses."""
     connected = threading.Event()
     with tempfile.TemporaryDirectory() as tmp:
-        key, cert = server.ca.issue(device_id, days=CUT_SESSION_MINUTES / 1440, into=Path(tmp))
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.tls_set(ca_certs=str(server.ca.cert_path), certfile=str(cert), keyfile=str(key),
-                       cert_reqs=ssl.CERT_REQUIRED)
+        server.ca.issue(device_id, days=CUT_SESSION_MINUTES / 1440, into=Path(tmp))
+        client = tls_client(server, device_id, cert_dir=Path(tmp))
         client.on_connect = lambda c, u, f, rc, p: rc == 0 and connected.set()
         start_client(client, host, port, "forget")
     try:
@@ -363,4 +361,4 @@ def open_server(directory: Path) -> Server:
         raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.key): "
                         "create it with `wearsafe broker-config --server DIR`")
     (server := Server(directory)).ca.warn_expiring(server.broker_dir)  # CRL, CA, certs near end
-    return Server(directory)
+    return server

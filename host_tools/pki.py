@@ -75,13 +75,6 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_public(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all (a broker rereading it never sees half)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def host_name(text: str) -> str:
     """A host name or IP address a device may be given as its broker, normalised
     (DNS names in lower case, addresses in their canonical form); ToolError why not."""
@@ -242,7 +235,7 @@ class FleetCA:
         out = into or self.directory
         key_path, cert_path = out / f"{cn}.key", out / f"{cn}.crt"
         write_private(key_path, _pem_key(key))
-        write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        install_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return key_path, cert_path
 
     # -- the broker's certificate ---------------------------------------------
@@ -342,15 +335,8 @@ class FleetCA:
                 x509.RevokedCertificateBuilder().serial_number(serial)
                 .revocation_date(dates.get(serial, now)).build())
         crl = builder.sign(self._key(), hashes.SHA256())
-        write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        install_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
         return crl
-
-    def renew_crl(self, lifetime: dt.timedelta | None = None) -> x509.CertificateRevocationList:
-        """Re-sign the CRL: the same revoked entries and revocation dates, the next
-        CRL number, a fresh thisUpdate and nextUpdate (`lifetime`, default CRL_DAYS;
-        tests give seconds). A broker uses it once it has the copy and was reloaded
-        (install_crl, reload_broker_pid)."""
-        return self.write_crl(lifetime)
 
     def crl_renewal_due(self, now: dt.datetime | None = None) -> str | None:
         """Why the CRL must be re-signed now, or None when it need not be yet."""
@@ -373,7 +359,7 @@ class FleetCA:
         reason it was re-signed, or None when it was left as it is."""
         why = self.crl_renewal_due(now) or ("forced" if force else None)
         if why is not None:
-            self.renew_crl(lifetime)
+            self.write_crl(lifetime)
         return why
 
     # -- what ends when ---------------------------------------------------------

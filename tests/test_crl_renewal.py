@@ -41,7 +41,7 @@ def _fleet_ca(tmp_path: Path) -> tuple[Server, FleetCA]:
 def test_an_ended_crl_locks_every_device_out_until_crl_renew_resigns_it(tmp_path, capsys):
     server, ca = _fleet_ca(tmp_path)
     revoked_on = {r.serial_number: r.revocation_date_utc for r in ca.crl()}
-    short = ca.renew_crl(dt.timedelta(seconds=6))  # as if its 30 days were nearly over
+    short = ca.write_crl(dt.timedelta(seconds=6))  # as if its 30 days were nearly over
     ends = short.next_update_utc
     # a production-like broker: its own configuration directory, as broker-config writes
     etc = tmp_path / "etc-mosquitto"
@@ -139,7 +139,7 @@ def test_every_tool_opening_the_server_warns_when_the_crl_is_near_its_end(tmp_pa
     open_server(server.directory)
     assert "warning" not in capsys.readouterr().err  # quiet while all is well
 
-    ca.renew_crl(dt.timedelta(days=5))  # the daily renewal has not run for weeks
+    ca.write_crl(dt.timedelta(days=5))  # the daily renewal has not run for weeks
     open_server(server.directory)
     err = capsys.readouterr().err
     assert "wearsafe: warning: the CRL" in err and "ends in 4 days" in err
@@ -153,7 +153,7 @@ def test_every_tool_opening_the_server_warns_when_the_crl_is_near_its_end(tmp_pa
     broker_dir = server.broker_dir
     broker_dir.mkdir(exist_ok=True)
     (broker_dir / "crl.pem").write_bytes(ca.crl_path.read_bytes())
-    ca.renew_crl()
+    ca.write_crl()
     open_server(server.directory)
     err = capsys.readouterr().err
     assert "the CRL the broker in" in err and "is not the CA's current CRL" in err
