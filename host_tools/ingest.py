@@ -14,8 +14,9 @@ stored message is counted, never stored twice. The PUBACK goes out only
 after the message is committed, or refused for good: nothing a device sends
 can raise out of the accept path (a message that breaks it anyway is kept
 in the quarantine table and acknowledged, not redelivered forever). When the
-store cannot commit (disk full) the message is not acknowledged and the
-ingest reconnects, so the broker sends it again. Each message costs one key
+store cannot commit (disk full) or the key vault cannot be read (no KEK, a
+KEK rotation cut short) the message is not acknowledged and the ingest
+reconnects, so the broker sends it again. Each message costs one key
 lookup, by its key id; the broker takes no packet over MAX_PACKET. Logs name
 the device pseudonym, sizes and verdicts, never a reading.
 """
@@ -84,7 +85,8 @@ QUARANTINE_ROWS = 1000  # the newest messages that broke the ingest, kept for a 
 
 
 class StoreUnavailable(Exception):
-    """The store could not commit (disk full, database locked): not the message's fault."""
+    """The store or the key vault cannot be used (disk full, database locked, the KEK
+    missing or a rotation cut short): not the message's fault."""
 
 
 @dataclass
@@ -127,7 +129,10 @@ class Ingest:
         except Exception:
             return self._reject(device_id, "not a COSE_Encrypt0 message with a key id")
         # looked up for every message: a device forgotten a moment ago is refused now
-        owner = self.server.key_by_id(kid, self.vault) if isinstance(kid, bytes) else None
+        try:
+            owner = self.server.key_by_id(kid, self.vault) if isinstance(kid, bytes) else None
+        except (ToolError, sqlite3.OperationalError) as e:  # no KEK, a rotation cut short,
+            raise StoreUnavailable(f"the key vault: {e}") from None  # a locked vault
         if owner is None:
             return self._reject(device_id, "unknown key id")
         if owner[0] != device_id:

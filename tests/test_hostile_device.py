@@ -14,6 +14,7 @@ import pytest
 from host_tools import ingest as ingest_module
 from host_tools.broker import INGEST_ID, MAX_PACKET
 from host_tools.ingest import readings
+from host_tools.pki import write_private
 from host_tools.server import Server
 from tests.hostile import DeviceInHand, reading
 
@@ -108,6 +109,25 @@ def test_a_store_that_cannot_commit_gets_the_message_again(fleet, monkeypatch): 
     assert fleet.wait_stored(1, timeout=15) == 1, fleet.ingest_log.read_text()
     assert failures and fleet.ingest.duplicates == 0
     assert "store unavailable" in fleet.ingest_log.read_text()
+
+
+def test_a_key_vault_the_ingest_cannot_read_gets_the_message_again(fleet, monkeypatch):  # type: ignore[no-untyped-def]
+    """A key-encryption key rotation cut short is the vault's fault, not the
+    message's: no PUBACK, no quarantine, and once the rotation is finished the
+    broker's redelivery is stored."""
+    monkeypatch.setattr(ingest_module, "STORE_RETRY_S", 0.5)
+    victim, _ = victim_and_attacker(fleet)
+    write_private(fleet.server.directory / "kek.new", os.urandom(32))  # the crash's trace
+    send_readings(victim, range(1, 2))
+    deadline = time.monotonic() + 10
+    while "store unavailable" not in fleet.ingest_log.read_text():
+        assert time.monotonic() < deadline, fleet.ingest_log.read_text()
+        time.sleep(0.1)
+    assert "kek-rotate" in fleet.ingest_log.read_text()  # what the operator has to do
+    assert fleet.ingest.stored == 0 and fleet.ingest.quarantined == 0
+    fleet.server.rotate_kek()
+    assert fleet.wait_stored(1, timeout=15) == 1, fleet.ingest_log.read_text()
+    assert exported(fleet, victim) == [1_790_000_001]
 
 
 def test_13_3_the_running_ingest_refuses_a_forgotten_device_at_once(fleet):  # type: ignore[no-untyped-def]
