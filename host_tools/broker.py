@@ -5,9 +5,12 @@ there is no plaintext listener and no password login. The certificate's CN
 is the MQTT user name and the client id, and the ACL gives each device exactly:
     write  devices/<its id>/up       sealed readings
     write  devices/<its id>/status   its last will ("offline")
-    read   updates/#                 signed update announcements (OTA)
-and each ingest process's identity reads devices/+/up.
-Revoked certificates are in the CRL; the broker rereads it on SIGHUP.
+    read   updates/<its board class>/#   its class's signed updates (OTA)
+and each ingest process's identity reads devices/+/up. A device's board class
+is in its certificate (subject OU), and the ACL names each device with it:
+provisioning and forgetting rewrite the ACL of the server's broker and
+reload it. Revoked certificates are in the CRL; the broker rereads both on
+SIGHUP.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Self
 
 from host_tools.paths import ToolError
-from host_tools.pki import FleetCA, install_public, write_private
+from host_tools.pki import FleetCA, install_crl, install_public, reload_broker_pid, write_private
 from host_tools.service import Service, die_with_parent
 
 INGEST_ID = "ingest"  # the first ingest process; the others: ingest_identity(n)
@@ -55,13 +59,12 @@ def ingest_identity(n: int) -> str:
 
 _INGEST_USERS = "".join(f"user {ingest_identity(n)}\ntopic read devices/+/up\n"
                         for n in range(1, INGEST_PROCESSES + 1))
-ACL = f"""\
+STATIC_ACL = f"""\
 # wearsafe broker ACL: the user name is the client certificate's CN, and so is
 # the client id (use_username_as_clientid): no one holds another's session.
 # Every device (a pattern applies to all users; %u is the user name):
 pattern write devices/%u/up
 pattern write devices/%u/status
-pattern read updates/#
 
 # Each ingest process reads every device's readings (also through $share/{SHARE_GROUP}/).
 {_INGEST_USERS}
@@ -73,6 +76,35 @@ topic readwrite updates/#
 user {HIL_ID}
 topic read devices/+/up
 """
+_ACL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # nothing that could break an ACL line
+
+
+def acl(ca: FleetCA) -> str:
+    """The ACL: the rules above, then each device's own class of updates to read
+    (from its certificate; none for a revoked or expired one)."""
+    lines = [STATIC_ACL, "# Each device reads the signed updates of its own board class only."]
+    for device_id, board_class in ca.board_classes().items():
+        if _ACL_NAME.fullmatch(device_id) and _ACL_NAME.fullmatch(board_class):
+            lines.append(f"user {device_id}\ntopic read updates/{board_class}/#")
+    return "\n".join(lines) + "\n"
+
+
+def reload_broker(ca: FleetCA, broker_dir: Path) -> str:
+    """Give the broker configured in `broker_dir` the CA's current CRL and the ACL
+    for the devices it has now, and have it reread them if it runs (SIGHUP: Mosquitto
+    rereads at most 100 ms later, src/loop.c). What was done, for the operator."""
+    if not (broker_dir / "mosquitto.conf").exists():
+        return (f"no broker configuration in {broker_dir}: run `wearsafe broker-config` "
+                "again for your broker's directory (its CRL and ACL), and reload it "
+                "(SIGHUP, or systemctl reload mosquitto)")
+    install_crl(ca, [broker_dir])
+    install_public(broker_dir / "acl", acl(ca).encode())
+    try:
+        pid = reload_broker_pid(broker_dir / "mosquitto.pid")
+        return f"the broker of {broker_dir} (pid {pid}) rereads its CRL and ACL"
+    except ToolError as e:  # not running: it reads them when it starts
+        return (f"CRL and ACL written to {broker_dir}, but the broker was not reloaded ({e}): "
+                "reload yours (SIGHUP, or systemctl reload mosquitto)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -100,7 +132,7 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
     for source in (ca.cert_path, ca.broker_cert_path, ca.crl_path):
         install_public(out / source.name, source.read_bytes())
     write_private(out / ca.broker_key_path.name, ca.broker_key_path.read_bytes())
-    (out / "acl").write_text(ACL)
+    install_public(out / "acl", acl(ca).encode())
     lines = [
         "# wearsafe: TLS with client certificates only; there is no plaintext listener.",
         "per_listener_settings false",
@@ -149,9 +181,11 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
 
 
 def aws_iot_policy(region: str = "*", account: str = "*") -> dict[str, object]:
-    """The same rules as an AWS IoT Core policy: client id = thing name."""
+    """The same rules as an AWS IoT Core policy: client id = thing name, and each
+    thing's attribute `board_class` (set when it is registered) names its updates."""
     arn = f"arn:aws:iot:{region}:{account}"
     thing = "${iot:Connection.Thing.ThingName}"
+    board_class = "${iot:Connection.Thing.Attributes[board_class]}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -162,9 +196,9 @@ def aws_iot_policy(region: str = "*", account: str = "*") -> dict[str, object]:
              "Resource": [f"{arn}:topic/devices/{thing}/up",
                           f"{arn}:topic/devices/{thing}/status"]},
             {"Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": f"{arn}:topicfilter/updates/*"},
+             "Resource": f"{arn}:topicfilter/updates/{board_class}/*"},
             {"Effect": "Allow", "Action": "iot:Receive",
-             "Resource": f"{arn}:topic/updates/*"},
+             "Resource": f"{arn}:topic/updates/{board_class}/*"},
         ],
     }
 

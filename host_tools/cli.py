@@ -243,6 +243,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
               f"broker-config --server {server.directory} --out DIR`")
     print(f"provisioned device {device.device_id} for board {args.board}: bundle in {args.out}; "
           f"payload key registered in {server.directory}")
+    print(f"broker: {device.broker}")  # its ACL must name the device for it to get updates
     if not server.update_keys():
         print("no update-signing key yet: this device will refuse every update; run "
               "`wearsafe signing-key` before provisioning devices that should take updates")

@@ -42,10 +42,14 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
-from host_tools.broker import INGEST_SUBSCRIPTION, SHARED_INGEST_SUBSCRIPTION, ingest_identity
+from host_tools.broker import (
+    INGEST_SUBSCRIPTION,
+    SHARED_INGEST_SUBSCRIPTION,
+    ingest_identity,
+    reload_broker,
+)
 from host_tools.paths import ToolError
 from host_tools.payloads import PayloadError, PayloadOpener
-from host_tools.pki import install_crl, reload_broker_pid
 from host_tools.server import Server
 
 STORE_RETRY_S = 5  # pause before asking for a redelivery when the store failed
@@ -291,7 +295,7 @@ def forget(server: Server, device_id: str,
     deleted = server.forget(device_id)
     if (server.ca.directory / f"{device_id}.crt").exists():
         server.ca.revoke(device_id)
-    notes = [reload_broker(server)]
+    notes = [reload_broker(server.ca, server.broker_dir)]
     broker = broker or local_broker(server)
     if broker is None:
         notes.append("no broker given (--broker HOST:PORT): a live session of the device "
@@ -318,21 +322,6 @@ def local_broker(server: Server) -> tuple[str, int] | None:
             _, port, *host = line.split()
             return (host[0] if host else "localhost"), int(port)
     return None
-
-
-def reload_broker(server: Server) -> str:
-    """Give a running broker of this server the new CRL (it rereads it on SIGHUP)."""
-    broker = server.broker_dir
-    if not (broker / "mosquitto.conf").exists():
-        return (f"no broker configuration in {broker}: copy {server.ca.crl_path} to your "
-                "broker's crlfile and reload it (SIGHUP, or systemctl reload mosquitto)")
-    install_crl(server.ca, [broker])
-    try:
-        return f"the broker of {broker} (pid {reload_broker_pid(broker / 'mosquitto.pid')}) " \
-               "rereads the CRL"
-    except ToolError as e:  # not running: it reads the CRL when it starts
-        return (f"CRL copied to {broker}, but the broker was not reloaded ({e}): reload yours "
-                "(SIGHUP, or systemctl reload mosquitto) or the device can connect again")
 
 
 CUT_SESSION_MINUTES = 10  # the life of the certificate that takes a device's place

@@ -140,8 +140,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def _name(cn: str, unit: str | None = None) -> x509.Name:
+    unit_attr = [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit)] if unit else []
+    return x509.Name([*unit_attr, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def _now() -> dt.datetime:
@@ -203,9 +204,10 @@ class FleetCA:
 
     def issue(self, cn: str, *, server: bool = False, names: Iterable[str] = (),
               days: float | None = None, not_before: dt.datetime | None = None,
-              into: Path | None = None) -> tuple[Path, Path]:
+              into: Path | None = None, board_class: str | None = None) -> tuple[Path, Path]:
         """A P-256 key and a certificate for `cn`: (key path, certificate path), in
-        the CA's directory or `into` another one.
+        the CA's directory or `into` another one. A device's certificate names its
+        `board_class` (subject OU): the broker's ACL lets it read that class's updates.
 
         Client certificates (devices, the ingest) carry clientAuth; a server's
         carries serverAuth and names localhost, 127.0.0.1, `cn` and `names`
@@ -222,7 +224,7 @@ class FleetCA:
             raise ToolError(f"the fleet CA in {self.directory} has ended: it can certify "
                             "nothing (see `wearsafe pki-status`)")
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (x509.CertificateBuilder().subject_name(_name(cn))
+        builder = (x509.CertificateBuilder().subject_name(_name(cn, board_class))
                    .issuer_name(self.certificate().subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(start).not_valid_after(end)
@@ -287,6 +289,22 @@ class FleetCA:
         keep = [n for n in certified if _certifiable(n)]  # in their order, new ones after
         self.issue(BROKER_CN, server=True, names=[*keep, *wanted])
         return True
+
+    def board_classes(self) -> dict[str, str]:
+        """Device id -> board class, for every certificate of this CA's directory that
+        names a board class and is neither revoked nor expired."""
+        revoked, now, out = set(self.revoked()), _now(), {}
+        for path in sorted(self.directory.glob("*.crt")):
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+            except ValueError:
+                continue
+            unit = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            if unit and cn and cert.serial_number not in revoked \
+                    and cert.not_valid_after_utc > now:
+                out[str(cn[0].value)] = str(unit[0].value)
+        return out
 
     def revoked(self) -> list[int]:
         path = self.directory / "revoked.txt"

@@ -41,6 +41,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.broker import reload_broker
 from host_tools.images import TRUST_FILE, trust_document
 from host_tools.paths import ToolError, check_board, micropython
 from host_tools.payloads import DeviceKey
@@ -62,6 +63,7 @@ store.provision(device_id, unhexlify(key), unhexlify(kid), unhexlify(iv))
 class Device:
     device_id: str
     state: Path  # its bundle / simulated filesystem state
+    broker: str = ""  # what was done so that the broker lets it read its updates
 
 
 def sim_env(fs: Path, state: Path, **extra: str) -> dict[str, str]:
@@ -137,7 +139,7 @@ def provision(server: Server, board: str, bundle: Path, settings: dict[str, obje
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _swap_in(staging, bundle)
-    return Device(device_id, bundle)
+    return Device(device_id, bundle, reload_broker(server.ca, server.broker_dir))
 
 
 def certified_broker_host(server: Server, host: str, issue: bool = True) -> str:
@@ -171,7 +173,7 @@ def certified_broker_host(server: Server, host: str, issue: bool = True) -> str:
 def _write_bundle(server: Server, board: str, device_id: str, state: Path,
                   settings: dict[str, object]) -> None:
     certs = private_dir(state / "certs")
-    key_path, cert_path = server.ca.issue(device_id)
+    key_path, cert_path = server.ca.issue(device_id, board_class=board)
     try:
         (certs / "ca.der").write_bytes(der(server.ca.cert_path))
         (certs / "device.der").write_bytes(der(cert_path))

@@ -10,6 +10,7 @@ import datetime as dt
 import socket
 import time
 
+from host_tools.broker import reload_broker
 from host_tools.pki import FleetCA
 from tests.hostile import connect, device_tls_files
 
@@ -63,15 +64,13 @@ def test_an_expired_certificate_is_refused(fleet):
 
 
 def test_a_revoked_certificate_is_refused(fleet):
-    from host_tools.ingest import reload_broker
-
     fleet.server.ca.issue("00000000000000aa")
     client, outcome = _connect(fleet, "00000000000000aa")
     assert client.is_connected(), outcome  # valid until revoked
     client.disconnect()
     client.loop_stop()
     fleet.server.ca.revoke("00000000000000aa")
-    reload_broker(fleet.server)
+    reload_broker(fleet.server.ca, fleet.server.broker_dir)
     time.sleep(0.5)
     _refused(fleet, "00000000000000aa")
 
@@ -108,6 +107,44 @@ def test_a_device_subscribing_to_every_device_receives_nothing(fleet):
     spy.disconnect()
     spy.loop_stop()
     assert got == []
+
+
+def _received(fleet, identity, topic: str = "#") -> list[str]:
+    """Topics of what `identity` receives when it subscribes to `topic` (retained)."""
+    client, outcome = _connect(fleet, identity)
+    assert client.is_connected(), outcome
+    got: list[str] = []
+    client.on_message = lambda c, u, m: got.append(m.topic)
+    client.subscribe(topic, qos=1)
+    time.sleep(0.5)
+    client.disconnect()
+    client.loop_stop()
+    return sorted(got)
+
+
+def test_a_device_receives_only_its_own_board_classs_updates(fleet):
+    release, outcome = _connect(fleet, "release")
+    assert release.is_connected(), outcome
+    for board in ("sim", "esp32_devkitc"):
+        release.publish(f"updates/{board}/announce", b"{}", qos=1, retain=True).wait_for_publish(5)
+    release.disconnect()
+    release.loop_stop()
+    device = fleet.add_device()  # provisioned while the broker runs: the ACL is reloaded
+    assert "rereads its CRL and ACL" in device.broker
+    time.sleep(0.3)  # Mosquitto rereads at most 100 ms after the SIGHUP (src/loop.c)
+    assert _received(fleet, device) == ["updates/sim/announce"]
+    assert _received(fleet, device, "updates/esp32_devkitc/#") == []
+    fleet.server.ca.issue("00000000000000e5", board_class="esp32_devkitc")
+    fleet.server.ca.issue("00000000000000e6", board_class="esp32_devkitc")
+    fleet.server.ca.revoke("00000000000000e6")
+    fleet.server.ca.issue("00000000000000e7")  # certifies no board class
+    reload_broker(fleet.server.ca, fleet.server.broker_dir)
+    time.sleep(0.3)
+    assert _received(fleet, "00000000000000e5") == ["updates/esp32_devkitc/announce"]
+    assert _received(fleet, "00000000000000e7") == []
+    assert _received(fleet, "ingest", "updates/#") == []
+    acl = (fleet.server.broker_dir / "acl").read_text()
+    assert "00000000000000e6" not in acl and "00000000000000e7" not in acl
 
 
 def _sealed_by(fleet, device, count: int) -> list[bytes]:
