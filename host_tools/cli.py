@@ -83,7 +83,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from host_tools.ingest import Ingest, open_server
 
     print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
-    Ingest(open_server(args.server)).run(args.port, args.host, args.process,
+    server = open_server(args.server)
+    if not server.ca.offline and not server.is_simulator:
+        print(f"warning: {server.ca.directory} holds the fleet CA's or the release identity's "
+              "private key: whoever reads the ingest's directory could mint devices or "
+              "publish updates. Move them: `wearsafe keys-offline`", file=sys.stderr)
+    Ingest(server).run(args.port, args.host, args.process,
                                          shared=args.shared)
     return 0
 
@@ -127,9 +132,24 @@ def _fleet_ca(server: Path):  # type: ignore[no-untyped-def]
     """The fleet CA of a server directory, without open_server's warnings."""
     from host_tools.pki import FleetCA
 
-    if not (server / "pki" / "ca.key").exists():
-        raise paths.ToolError(f"{server} is not a wearsafe server directory (no pki/ca.key)")
+    if not (server / "pki" / "ca.crt").exists():
+        raise paths.ToolError(f"{server} is not a wearsafe server directory (no pki/ca.crt)")
     return FleetCA(server / "pki").check()
+
+
+def cmd_keys_offline(args: argparse.Namespace) -> int:
+    from host_tools.pki import OFFLINE_KEYS, OFFLINE_KEYS_ENV, move_private
+
+    ca = _fleet_ca(args.server)
+    moved = [name for name in OFFLINE_KEYS if move_private(ca.directory / name, args.out / name)]
+    if not moved:
+        raise paths.ToolError(f"{ca.directory} holds none of {', '.join(OFFLINE_KEYS)}: "
+                              "they are offline already")
+    print(f"moved {', '.join(moved)} to {args.out}: keep it off the ingest's machine (and "
+          f"backed up). Commands that sign or release (provision, forget, crl-renew, "
+          f"broker-config, release) need {OFFLINE_KEYS_ENV}={args.out}; the ingest, export "
+          "and kek-rotate do not")
+    return 0
 
 
 def cmd_crl_renew(args: argparse.Namespace) -> int:
@@ -229,7 +249,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     paths.check_board(args.board)
     broker_host = host_name(args.broker_host)  # checked before anything is written
-    new_ca = not (args.server / "pki" / "ca.key").exists()
+    new_ca = not (args.server / "pki" / "ca.crt").exists()
     server = Server(args.server).init()
     new_broker_cert = not server.ca.broker_cert_path.exists()
     settings = {"broker_host": broker_host, "broker_port": args.broker_port,
@@ -422,6 +442,12 @@ def parser() -> argparse.ArgumentParser:
     sp = add("kek-rotate", cmd_kek_rotate, "rewrap every device key in the vault under a "
                                            "new key-encryption key")
     sp.add_argument("--server", type=Path, required=True, help="server directory")
+    sp = add("keys-offline", cmd_keys_offline, "move the keys that can mint a device or "
+                                               "publish an update (the fleet CA's, the release "
+                                               "identity's) off the server directory")
+    sp.add_argument("--server", type=Path, required=True, help="server directory")
+    sp.add_argument("--out", type=Path, required=True,
+                    help="a directory off the ingest's machine (created 0700)")
     sp = add("crl-renew", cmd_crl_renew, "re-sign the CRL when it is due (fewer than 20 days "
                                          "left), copy it into each broker configuration and "
                                          "reload the broker; schedule it daily")

@@ -50,6 +50,7 @@ from host_tools.broker import (
 )
 from host_tools.paths import ToolError
 from host_tools.payloads import PayloadError, PayloadOpener
+from host_tools.pki import OFFLINE_KEYS, OFFLINE_KEYS_ENV
 from host_tools.server import Server
 
 STORE_RETRY_S = 5  # pause before asking for a redelivery when the store failed
@@ -70,8 +71,13 @@ def tls_client(server: Server, identity: str, clean_session: bool = True,
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity,
                          protocol=mqtt.MQTTv311, clean_session=clean_session,
                          manual_ack=manual_ack)
+    key = certs / f"{identity}.key" if cert_dir else ca.private_key_path(f"{identity}.key")
+    if not key.is_file():
+        raise ToolError(f"no private key for {identity} in {key.parent}"
+                        + (f" (set {OFFLINE_KEYS_ENV} to where `wearsafe keys-offline` moved "
+                           "it)" if key.name in OFFLINE_KEYS else ""))
     client.tls_set(ca_certs=str(ca.cert_path), certfile=str(certs / f"{identity}.crt"),
-                   keyfile=str(certs / f"{identity}.key"), cert_reqs=ssl.CERT_REQUIRED)
+                   keyfile=str(key), cert_reqs=ssl.CERT_REQUIRED)
     return client
 
 
@@ -351,8 +357,8 @@ def cut_session(server: Server, device_id: str, host: str, port: int) -> None:
 
 
 def open_server(directory: Path) -> Server:
-    if not (directory / "pki" / "ca.key").exists():
-        raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.key): "
+    if not (directory / "pki" / "ca.crt").exists():
+        raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.crt): "
                         "create it with `wearsafe broker-config --server DIR`")
     (server := Server(directory)).ca.warn_expiring(server.broker_dir)  # CRL, CA, certs near end
     return server

@@ -11,6 +11,11 @@ Layout of a PKI directory (0700; every private key 0600, never printed):
     crl.pem                 the CRL, re-signed at every revocation and by `wearsafe
                             crl-renew` (scheduled daily) before its nextUpdate
 
+The keys that can mint devices or publish updates (ca.key, release.key) may
+live off this directory, where the ingest runs: `wearsafe keys-offline`
+moves them into another directory, which the commands that sign or release
+are then given as $WEARSAFE_OFFLINE_KEYS.
+
 A device checks the broker's host name against that list (CERT_REQUIRED,
 server_hostname = its broker_host), so the list only grows: a name leaves it
 only when the operator deletes the broker's key and certificate and names
@@ -72,7 +77,19 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), 0o600)  # a stale .tmp keeps its mode through O_CREAT
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before it replaces anything
     os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can enter (0700), made if need be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+    except OSError as e:
+        raise ToolError(f"cannot create {path}: {e.strerror}") from e
+    return path
 
 
 def host_name(text: str) -> str:
@@ -149,6 +166,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+OFFLINE_KEYS_ENV = "WEARSAFE_OFFLINE_KEYS"
+OFFLINE_KEYS = ("ca.key", "release.key")  # what can mint a device or publish an update
+
+
 @dataclass
 class FleetCA:
     directory: Path
@@ -157,6 +178,17 @@ class FleetCA:
     def cert_path(self) -> Path:
         return self.directory / "ca.crt"
 
+    def private_key_path(self, name: str) -> Path:
+        """Where the private key `name` (ca.key, <identity>.key) is: the offline-keys
+        directory for OFFLINE_KEYS when $WEARSAFE_OFFLINE_KEYS names one, else here."""
+        offline = os.environ.get(OFFLINE_KEYS_ENV)
+        return Path(offline) / name if offline and name in OFFLINE_KEYS else self.directory / name
+
+    @property
+    def offline(self) -> bool:
+        """Whether this directory holds no key that can mint a device or publish an update."""
+        return not any((self.directory / name).exists() for name in OFFLINE_KEYS)
+
     @property
     def crl_path(self) -> Path:
         return self.directory / "crl.pem"
@@ -164,7 +196,7 @@ class FleetCA:
     @classmethod
     def open_or_create(cls, directory: Path, name: str = "wearsafe fleet CA") -> FleetCA:
         ca = cls(directory)
-        if (directory / "ca.key").exists() or ca.cert_path.exists():
+        if ca.private_key_path("ca.key").exists() or ca.cert_path.exists():
             return ca.check()  # half a CA is an error: a new one would orphan every device
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -182,20 +214,26 @@ class FleetCA:
                                              False, False), critical=True)
                 .sign(key, hashes.SHA256()))
         ca.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        write_private(directory / "ca.key", _pem_key(key))  # last: its presence means done
+        write_private(ca.private_key_path("ca.key"), _pem_key(key))  # last: it means done
         ca.write_crl()
         return ca
 
     def check(self) -> FleetCA:
-        for name in ("ca.key", "ca.crt"):
-            if not (self.directory / name).is_file():
-                raise ToolError(f"the fleet CA in {self.directory} is incomplete ({name} "
-                                "missing): restore it from your backup; a new CA would not "
-                                "be trusted by the devices and the broker already set up")
+        """ca.crt must be here; ca.key here or in the offline-keys directory (checked
+        when something is signed: the ingest never signs)."""
+        if not self.cert_path.is_file():
+            raise ToolError(f"the fleet CA in {self.directory} is incomplete (ca.crt "
+                            "missing): restore it from your backup; a new CA would not "
+                            "be trusted by the devices and the broker already set up")
         return self
 
     def _key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), None)
+        path = self.private_key_path("ca.key")
+        if not path.is_file():
+            raise ToolError(f"the fleet CA's private key is not in {path.parent}: it lives "
+                            f"off the server directory; set {OFFLINE_KEYS_ENV} to the "
+                            "directory `wearsafe keys-offline` moved it to")
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key
 
@@ -235,7 +273,8 @@ class FleetCA:
                 [_general_name(name) for name in san]), False)
         cert = builder.sign(self._key(), hashes.SHA256())
         out = into or self.directory
-        key_path, cert_path = out / f"{cn}.key", out / f"{cn}.crt"
+        key_path = out / f"{cn}.key" if into else self.private_key_path(f"{cn}.key")
+        cert_path = out / f"{cn}.crt"
         write_private(key_path, _pem_key(key))
         install_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return key_path, cert_path
@@ -594,6 +633,25 @@ def install_public(path: Path, data: bytes) -> bool:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return True
+
+
+def move_private(source: Path, target: Path) -> bool:
+    """Move a private key into `target` (its directory made 0700, the file 0600) and
+    remove `source` once the copy is on disk; False when there is none to move.
+    A key already at `target` is never overwritten."""
+    if not source.is_file():
+        return False
+    if target.exists():
+        raise ToolError(f"{target} exists already: move or remove it first (nothing moved)")
+    private_dir(target.parent)
+    write_private(target, source.read_bytes())
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the new name too is on disk before the only other copy goes
+    finally:
+        os.close(dir_fd)
+    source.unlink()
     return True
 
 

@@ -45,8 +45,8 @@ from host_tools.broker import reload_broker
 from host_tools.images import TRUST_FILE, trust_document
 from host_tools.paths import ToolError, check_board, micropython
 from host_tools.payloads import DeviceKey
-from host_tools.pki import der, host_name, write_private
-from host_tools.server import Server, private_dir
+from host_tools.pki import der, host_name, private_dir, write_private
+from host_tools.server import Server
 
 FACTORY_KEY = "factory/payload-key.json"
 NVS_PROVISION = """

@@ -32,16 +32,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from host_tools.broker import HIL_ID, INGEST_ID, RELEASE_ID
 from host_tools.paths import ToolError
 from host_tools.payloads import DeviceKey
-from host_tools.pki import FleetCA, write_private
-
-
-def private_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(path, 0o700)
-    except OSError as e:
-        raise ToolError(f"cannot create {path}: {e.strerror}") from e
-    return path
+from host_tools.pki import FleetCA, private_dir, write_private
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -40,8 +40,9 @@ from host_tools.images import signing_key_for
 from host_tools.ingest import Ingest
 from host_tools.paths import ToolError, micropython
 from host_tools.payloads import PayloadError, decode_senml
+from host_tools.pki import private_dir
 from host_tools.provision import Device, private_files, provision_sim_device, sim_env
-from host_tools.server import Server, private_dir
+from host_tools.server import Server
 from host_tools.service import die_with_parent, sigterm_as_ctrl_c, stop_group
 from host_tools.target import heap_bytes
 

@@ -65,3 +65,43 @@ def test_13_6_kek_rotate_rewraps_every_key_and_the_old_kek_opens_nothing(tmp_pat
     for blob in wrapped:
         with pytest.raises(InvalidUnwrap):
             aes_key_unwrap(old_kek, blob)
+
+
+def test_13_5_the_ca_and_release_keys_leave_the_ingests_directory(fleet, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    from host_tools.ingest import start_client, tls_client
+    from host_tools.pki import OFFLINE_KEYS_ENV
+
+    device = fleet.add_device()
+    server, offline = fleet.server, tmp_path / "offline"
+    keys_before = len(server.keys())
+    out = wearsafe("keys-offline", "--server", server.directory, "--out", offline)
+    assert out.returncode == 0 and OFFLINE_KEYS_ENV in out.stdout, out.stderr
+    assert server.ca.offline and not list(server.directory.rglob("ca.key"))
+    assert sorted(p.name for p in offline.iterdir()) == ["ca.key", "release.key"]
+    assert offline.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in offline.iterdir())
+    again = wearsafe("keys-offline", "--server", server.directory, "--out", tmp_path / "o2")
+    assert again.returncode == 1 and "offline already" in again.stderr
+
+    fleet.stop_ingest()  # the ingest needs neither key
+    fleet.start_ingest()
+    assert fleet.run_app(device, seconds=3).returncode == 0
+    assert fleet.wait_stored(1) >= 1
+
+    refused = wearsafe("provision", "--server", server.directory, "--out", tmp_path / "dev")
+    assert refused.returncode == 1 and OFFLINE_KEYS_ENV in refused.stderr, refused.stderr
+    assert not (tmp_path / "dev").exists() and len(server.keys()) == keys_before
+    with pytest.raises(Exception, match=OFFLINE_KEYS_ENV):
+        tls_client(server, "release")
+
+    monkeypatch.setenv(OFFLINE_KEYS_ENV, str(offline))
+    made = wearsafe("provision", "--server", server.directory, "--out", tmp_path / "dev")
+    assert made.returncode == 0, made.stderr
+    release = tls_client(server, "release")
+    start_client(release, "localhost", fleet.broker.port, "release")
+    try:
+        assert release.publish("updates/sim/announce", b"{}", qos=1).wait_for_publish(5) is None
+    finally:
+        release.disconnect()
+        release.loop_stop()
+    assert server.ca.offline  # nothing came back
