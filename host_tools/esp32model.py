@@ -13,14 +13,18 @@ nvs-*.bin).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
-import subprocess
+import shutil
 from pathlib import Path
 from typing import Any
 
 from host_tools.build import compile_module
+from host_tools.nvsimage import nvs_image
 from host_tools.paths import BOARDS, BUILD, ToolError, micropython
-from host_tools.provision import Device, provision
+from host_tools.pki import write_private
+from host_tools.provision import FACTORY_KEY, Device, provision
 from host_tools.server import Server
 
 SOURCES = (BOARDS / "sim" / "esp32port", BOARDS / "sim" / "simhw")
@@ -31,7 +35,7 @@ POWER_ON = "import _boot"
 # GC heap the model itself holds once loaded (its modules, the I2C bus with the
 # emulated chips, NVS and partition objects): built-in C modules and silicon on
 # a board, so a modelled device gets this much on top of its heap limit.
-# tests/test_esp32_model.py measures it (53,536 bytes on the 64-bit unix port).
+# tests/test_esp32_model.py measures it (54,432 bytes on the 64-bit unix port).
 MODEL_HEAP = 56 * 1024
 
 
@@ -66,26 +70,31 @@ def model_env(fs: Path, state: Path, variant: str = "ota", **extra: str) -> dict
     return env
 
 
-NVS_KEY = """
-import json, board
-from binascii import unhexlify
-from wearsafe import keystore
-k = json.load(open('factory/payload-key.json'))
-store = keystore.Keystore(board.nvs(keystore.NAMESPACE))
-store.provision(k['device_id'], unhexlify(k['key']), unhexlify(k['key_id']),
-                unhexlify(k['base_iv']))
-"""
+def nvs_partition(variant: str = "ota") -> tuple[str, int]:
+    """(label, size) of the nvs partition in the variant's table, as the model has it
+    (board/sim/esp32port/flashmodel.py TABLES, plain Python that CPython reads too)."""
+    if variant not in VARIANTS:
+        raise ToolError(f"unknown ESP32 firmware variant {variant!r}: ota or stock")
+    spec = importlib.util.spec_from_file_location("_flashmodel", SOURCES[0] / "flashmodel.py")
+    assert spec is not None and spec.loader is not None
+    model: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    label, _, _, _, size = next(e for e in model.TABLES[variant] if e[0] == "nvs")
+    return label, size
 
 
-def install_payload_key(fs: Path, state: Path) -> None:
-    """What `wearsafe flash` does on a board: the payload key into NVS, then out of the bundle."""
-    key_file = state / "factory" / "payload-key.json"
-    done = subprocess.run([micropython(), "-c", NVS_KEY], cwd=state, env=model_env(fs, state),
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ToolError(f"writing the payload key into the modelled NVS failed:\n{done.stderr}")
-    key_file.unlink()
-    key_file.parent.rmdir()
+def install_payload_key(state: Path, variant: str = "ota") -> None:
+    """What `wearsafe flash` does on a board: the bundle's factory key out of the bundle,
+    as an NVS partition image (host_tools.nvsimage, the same generator) into the
+    modelled nvs partition, which the model's esp32.NVS reads (nvsimage.py beside it).
+    As after erase-flash, nothing the namespaces held before survives."""
+    key_file = state / FACTORY_KEY
+    label, size = nvs_partition(variant)
+    image = nvs_image(json.loads(key_file.read_text()), size)
+    shutil.rmtree(key_file.parent)  # taken before it is written, as flash.py does
+    for store in state.glob("nvs-*.bin"):
+        store.unlink()
+    write_private(state / f"esp32-{label}.bin", image)
 
 
 def provision_model_device(server: Server, fs: Path, state: Path, broker_port: int,
@@ -95,6 +104,6 @@ def provision_model_device(server: Server, fs: Path, state: Path, broker_port: i
     device = provision(server, BOARD, state, {"batch_seconds": batch_seconds,
                                               "broker_host": "localhost",
                                               "broker_port": broker_port}, simulated=True)
-    install_payload_key(fs, state)
+    install_payload_key(state)
     (state / "wifi.json").write_text('{"ssid": "wearsafe-sim", "key": "sim"}\n')
     return device

@@ -1,24 +1,38 @@
-"""Flashing a dev board: MicroPython (ESP32_GENERIC, variant OTA) with esptool, then the
-application and the device bundle with mpremote, then the payload key into NVS.
+"""Flashing a dev board: MicroPython (ESP32_GENERIC, variant OTA) and the payload key
+with esptool, then the application and the device bundle with mpremote.
 
-Steps (`--dry-run` prints them as commands):
+Steps (`--dry-run` prints them as commands, and makes no image):
   0. the firmware file is read first: it must be a combined image for the
      chip (bootloader, partition table, app) whose partition table has
      otadata and two OTA app slots, as MicroPython's ESP32_GENERIC variant OTA
-     has; a stock image without them only with --stock-firmware
+     has, and the nvs partition; a stock image without OTA slots only with
+     --stock-firmware. The bundle's payload key is made into an NVS partition
+     image of that partition's size (host_tools/nvsimage.py: Espressif's
+     generator), held in memory: a failure here leaves the board untouched
   1. esptool erase-flash                      (skipped with --app-only)
   2. esptool write-flash at the chip's offset (board/<board>/flash.json)
-  3. mpremote copies build/<board>/fs: boot.py, main.py, lib/ (not lib/ with
+  3. esptool write-flash of that image at the nvs partition's offset in the
+     firmware's own table, as factories write keys. The key file leaves the
+     bundle first (factory/ is deleted): a key is sent once, so no retry can
+     start its counter at 0 again. The image is on the host only for this step,
+     in a private temporary directory deleted after it, whatever esptool did
+  4. mpremote copies build/<board>/fs: boot.py, main.py, lib/ (not lib/ with
      --frozen: a firmware built with board/<board>/manifest.py has it)
-  4. mpremote copies the bundle: device-id, settings.json, certs/ (and wifi.json)
-  5. mpremote runs a one-off script that writes the payload key into the
-     board's NVS; the key file leaves the bundle first (factory/ is deleted):
-     a key is sent once, so no retry can start its counter at 0 again
+  5. mpremote copies the bundle: device-id, settings.json, certs/ (and wifi.json)
+
+--app-only is for a board that already runs MicroPython (the project's virtual
+board among them): esptool talks only to the chip's ROM bootloader, which a
+running board is not in (the virtual board has none at all), and a partition
+image would replace the board's whole NVS, the update counters of its other
+namespaces with it. A bundle that still holds its key there has it written
+after step 5 by a one-off mpremote script running the keystore's own
+provision() on the board (NVS_SCRIPT), the key file again leaving the bundle
+first.
 
 mpremote runs with `resume`: no soft reset between the steps, so the
 application is not started again halfway through its own installation. The
-key goes to the board as a script over the serial link, never on a command
-line (others can read those in `ps`).
+key is never on a command line (others can read those in `ps`): esptool and
+the generator are given files, the script goes over the serial link.
 """
 
 from __future__ import annotations
@@ -35,10 +49,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.build import build
+from host_tools.nvsimage import nvs_image, private_image
 from host_tools.paths import BOARDS, ToolError, check_board, venv_tool
 from host_tools.provision import FACTORY_KEY, provisioned_id
 
 BUNDLE_FILES = ("device-id", "settings.json", "nvs-wearsafe.bin")  # what exists of these
+NVS_IMAGE = "<nvs-image>"  # the key's image in a dry run: it is made only when flashing
+REPROVISION = ("re-provision (`wearsafe provision --server DIR --force --out BUNDLE`) and "
+               "flash again")
 NVS_SCRIPT = """\
 import board
 from binascii import unhexlify
@@ -73,6 +91,8 @@ _MD5_MARKER = b"\xeb\xeb" + b"\xff" * 14
 _TABLE_MAX = 0xC00
 _APP, _DATA = 0x00, 0x01
 _DATA_OTA = 0x00  # otadata: which OTA app slot boots
+_DATA_NVS = 0x02
+_NVS_LABEL = "nvs"  # NVS_DEFAULT_PART_NAME: the partition nvs_flash_init opens
 _APP_OTA = range(0x10, 0x20)  # ota_0 .. ota_15
 
 
@@ -98,6 +118,12 @@ class FirmwareImage:
         """otadata and two OTA app slots: what a signed firmware update needs."""
         otadata = any(p.type == _DATA and p.subtype == _DATA_OTA for p in self.partitions)
         return otadata and len(self.ota_slots) >= 2
+
+    @property
+    def nvs(self) -> Partition | None:
+        """The partition the firmware keeps NVS in, its keystore among it."""
+        return next((p for p in self.partitions if p.type == _DATA and p.subtype == _DATA_NVS
+                     and p.label == _NVS_LABEL), None)
 
     def labels(self) -> str:
         return ", ".join(p.label for p in self.partitions)
@@ -177,6 +203,10 @@ def inspect_firmware(path: Path, board: str, stock_firmware: bool = False) -> Fi
         raise ToolError(f"{path}: its app ({len(data) - app_at} bytes) is larger than its "
                         f"partition {app.label} (0x{app.size:x} bytes)")
     image = FirmwareImage(partitions)
+    if image.nvs is None:
+        raise ToolError(f"{path} has no NVS partition (data, nvs, labelled {_NVS_LABEL}; "
+                        f"partitions: {image.labels()}): the payload key would have nowhere "
+                        f"to go. Flash the {wanted}")
     if not image.has_ota and not stock_firmware:
         raise ToolError(f"{path} has no OTA app slots (partitions: {image.labels()}). Signed "
                         "firmware updates are written into whichever of two OTA app slots is "
@@ -186,15 +216,26 @@ def inspect_firmware(path: Path, board: str, stock_firmware: bool = False) -> Fi
     return image
 
 
+def _esptool(port: str, board: str, baud: int | None) -> list[str]:
+    chip = flash_settings(board)
+    return [venv_tool("esptool"), "--chip", str(chip["chip"]), "--port", port,
+            "--baud", str(baud or chip["baud"])]
+
+
 def esptool_steps(port: str, board: str, firmware: Path | None, baud: int | None
                   ) -> list[list[str]]:
     chip = flash_settings(board)
     if firmware is None:
         raise ToolError(f"give --firmware: the {chip['firmware']}")
-    base = [venv_tool("esptool"), "--chip", str(chip["chip"]), "--port", port,
-            "--baud", str(baud or chip["baud"])]
+    base = _esptool(port, board, baud)
     return [base + ["erase-flash"],
             base + ["write-flash", str(chip["firmware_offset"]), str(firmware)]]
+
+
+def nvs_step(port: str, board: str, baud: int | None, nvs: Partition,
+             image: str = NVS_IMAGE) -> list[str]:
+    """esptool writes the payload key's NVS partition image over the nvs partition."""
+    return _esptool(port, board, baud) + ["write-flash", f"0x{nvs.offset:x}", image]
 
 
 def mpremote_steps(port: str, fs: Path, bundle: Path, wifi: Path | None,
@@ -226,7 +267,8 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
           baud: int | None = None, dry_run: bool = False, stock_firmware: bool = False,
           say: Callable[[str], None] = print) -> None:
     device_id = check_bundle(bundle)
-    if not app_only and not (bundle / FACTORY_KEY).exists():
+    key_file = bundle / FACTORY_KEY
+    if not app_only and not key_file.exists():
         raise ToolError(
             f"{bundle} no longer holds its payload key: a flash took it (the key is used "
             "once, so a (key, nonce) pair can never repeat), and erasing the board would "
@@ -241,36 +283,71 @@ def flash(port: str, board: str, bundle: Path, *, firmware: Path | None = None,
     image = None
     if firmware is not None and not app_only:
         image = inspect_firmware(firmware, board, stock_firmware)
+    nvs = image.nvs if image is not None else None
+    key_step = nvs_step(port, board, baud, nvs) if nvs is not None else None
+    steps += [key_step] if key_step else []
     note = None
     if image is not None and not image.has_ota:
         note = (f"{firmware} has no OTA app slots (partitions: {image.labels()}): this board "
                 "will not be able to take signed firmware updates")
     fs = build(board) if not dry_run else Path("build") / board / "fs"
     steps += mpremote_steps(port, fs, bundle, wifi, frozen)
-    key_file = bundle / FACTORY_KEY
+    by_script = app_only and key_file.exists()
     if dry_run:
-        for step in steps:
-            say(shlex.join(step))
-        if key_file.exists():
-            say(f"(then the payload key in {key_file} is written into the board's NVS by "
-                "an mpremote run script, and deleted from the bundle)")
-        if note:
-            say(f"(--stock-firmware: {note})")
+        _print_plan(steps, key_file, nvs, by_script, note, say)
         return
+    # made before the board is touched: a generator failure leaves the board as it was
+    key_image = nvs_image(json.loads(key_file.read_text()), nvs.size) if nvs else b""
     if image is not None:
         slots = ", ".join(f"{p.label} 0x{p.size:x} bytes" for p in image.ota_slots)
         say(f"warning: {note}" if note else f"firmware {firmware}: OTA app slots {slots}")
+    total = len(steps) + by_script
     for n, step in enumerate(steps, 1):
-        say(f"[{n}/{len(steps) + key_file.exists()}] {shlex.join(step[1:])}")
+        if step is key_step:
+            _write_key_image(step, key_image, key_file, f"[{n}/{total}]", say)
+            continue
+        say(f"[{n}/{total}] {shlex.join(step[1:])}")
         _run(step)
-    if key_file.exists():
-        say(f"[{len(steps) + 1}/{len(steps) + 1}] payload key into the board's NVS")
+    if by_script:
+        say(f"[{total}/{total}] payload key into the board's NVS")
         secret = json.loads(key_file.read_text())
         # taken before it is sent: once on a board it may seal at once, so it is never
         # sent again (a retry would start its counter at 0 again: nonce reuse)
         shutil.rmtree(key_file.parent)
         _provision_nvs(port, secret, device_id)
     say(f"flashed device {device_id} on {port}")
+
+
+def _print_plan(steps: list[list[str]], key_file: Path, nvs: Partition | None,
+                by_script: bool, note: str | None, say: Callable[[str], None]) -> None:
+    """--dry-run: the commands, and notes for what they cannot show."""
+    for step in steps:
+        say(shlex.join(step))
+    if nvs is not None:
+        say(f"({NVS_IMAGE}: the payload key in {key_file} as an NVS partition image of "
+            f"0x{nvs.size:x} bytes for partition {nvs.label}, made when flashing into a "
+            "private temporary directory and deleted after its step; the key file "
+            "leaves the bundle before it is written)")
+    elif by_script:
+        say(f"(then the payload key in {key_file} is written into the board's NVS by "
+            "an mpremote run script, and deleted from the bundle)")
+    if note:
+        say(f"(--stock-firmware: {note})")
+
+
+def _write_key_image(step: list[str], image: bytes, key_file: Path, label: str,
+                     say: Callable[[str], None]) -> None:
+    """esptool writes the key's image: the key file leaves the bundle before (a key is
+    sent once), the image leaves the host after, however esptool ended."""
+    shutil.rmtree(key_file.parent)
+    with private_image(image) as path:
+        command = step[:-1] + [str(path)]
+        say(f"{label} {shlex.join(command[1:])}  (the payload key)")
+        try:
+            _run(command)
+        except ToolError as e:
+            raise ToolError(f"{e}. The payload key has left the bundle (it may have reached "
+                            f"the board, and its image is deleted): {REPROVISION}") from None
 
 
 def _run(step: list[str], timeout: float = 600) -> None:
@@ -298,5 +375,4 @@ def _provision_nvs(port: str, secret: dict[str, str], device_id: str) -> None:
     if not ok:  # its output is not shown: on an error it could echo the script
         raise ToolError(f"writing the payload key into the board's NVS on {port} failed, and "
                         "the key has left the bundle (it may have reached the board): "
-                        "re-provision (`wearsafe provision --server DIR --force --out "
-                        "BUNDLE`) and flash again")
+                        f"{REPROVISION}")

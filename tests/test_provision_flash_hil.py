@@ -43,7 +43,7 @@ def test_provision_creates_the_ca_the_identity_and_registers_the_key(tmp_path):
     assert not (pki / f"{device_id}.key").exists()  # the device key lives in the bundle only
     cert = x509.load_der_x509_certificate((bundle / "certs" / "device.der").read_bytes())
     ca = x509.load_der_x509_certificate((bundle / "certs" / "ca.der").read_bytes())
-    assert cert.subject.rfc4514_string() == f"CN={device_id}"
+    assert cert.subject.rfc4514_string() == f"CN={device_id},OU=esp32_devkitc"  # its class
     cert.verify_directly_issued_by(ca)
     assert cert.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
     secret = json.loads((bundle / "factory" / "payload-key.json").read_text())
@@ -72,7 +72,7 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing_behind(tmp_path, case):
     argv = ["provision", "--server", server_dir, "--out", bundle]
     expected = {"unknown board": "unknown board 'pico'",
                 "not a directory": "is a file, not a directory",
-                "half a CA": "fleet CA in",
+                "half a CA": "fleet CA's private key is not in",  # or offline: it says where
                 "bad KEK": "WEARSAFE_KEK must be 64 hex digits"}[case]
     if case == "unknown board":
         argv += ["--board", "pico"]
@@ -106,17 +106,19 @@ def test_flash_dry_run_prints_the_esptool_and_mpremote_commands(tmp_path):
                    firmware, "--dry-run")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].endswith("esptool --chip esp32 --port /dev/ttyUSB7 --baud 460800 "
-                             "erase-flash")
-    assert lines[1].endswith(f"esptool --chip esp32 --port /dev/ttyUSB7 --baud 460800 "
-                             f"write-flash 0x1000 {firmware}")
+    esptool = "esptool --chip esp32 --port /dev/ttyUSB7 --baud 460800 "
+    assert lines[0].endswith(esptool + "erase-flash")
+    assert lines[1].endswith(esptool + f"write-flash 0x1000 {firmware}")
+    # the payload key: an NVS image over the firmware's nvs partition (0x9000, 0x4000)
+    assert lines[2].endswith(esptool + "write-flash 0x9000 '<nvs-image>'")
     mpremote = "mpremote connect /dev/ttyUSB7 resume fs cp "
-    assert all(mpremote in line for line in lines[2:-1])
-    assert lines[2].endswith("fs cp -r build/esp32_devkitc/fs/lib :.")
-    assert lines[3].endswith(f"fs cp -r {bundle}/certs :.")
-    assert lines[4].endswith("fs cp build/esp32_devkitc/fs/boot.py :boot.py")
-    assert lines[7].endswith(f"fs cp {bundle}/settings.json :settings.json")
-    assert "written into the board's NVS" in lines[-1] and len(lines) == 9
+    assert all(mpremote in line for line in lines[3:-1])
+    assert lines[3].endswith("fs cp -r build/esp32_devkitc/fs/lib :.")
+    assert lines[4].endswith(f"fs cp -r {bundle}/certs :.")
+    assert lines[5].endswith("fs cp build/esp32_devkitc/fs/boot.py :boot.py")
+    assert lines[8].endswith(f"fs cp {bundle}/settings.json :settings.json")
+    assert lines[-1].startswith("(<nvs-image>: the payload key in ") and len(lines) == 10
+    assert "NVS partition image of 0x4000 bytes" in lines[-1] and "deleted" in lines[-1]
     assert (bundle / "factory" / "payload-key.json").exists()  # a dry run changes nothing
     # the commands esptool is given are ones it knows
     for command in ("erase-flash", "write-flash"):

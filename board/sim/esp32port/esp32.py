@@ -1,6 +1,12 @@
 # The esp32 port's `esp32` module (NVS, Partition), modelled on the unix port.
 # TEST EQUIPMENT (see time.py). NVS: ports/esp32/esp32_nvs.c over ESP-IDF
-# nvs.h; Partition: ports/esp32/esp32_partition.c over flashmodel.py.
+# nvs.h, each namespace's items in nvs-<namespace>.bin; one that nothing has
+# written to yet starts as the nvs partition's image holds it (nvsimage.py):
+# what `wearsafe flash` wrote there with esptool. Partition:
+# ports/esp32/esp32_partition.c over flashmodel.py.
+import os
+import sys
+
 import flashmodel
 from flashmodel import esp_error
 
@@ -29,6 +35,30 @@ def _check_name(name):
         raise esp_error(_NVS_KEY_TOO_LONG)
 
 
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _from_partition(namespace):
+    """The namespace's items in the nvs partition (flashmodel's esp32-nvs.bin), if written."""
+    entry = flashmodel.find("nvs")  # nvs_flash_init's partition: NVS_DEFAULT_PART_NAME
+    if entry is None:
+        return {}
+    flash = flashmodel.Flash(entry[0], entry[4])
+    if not _exists(flash.path):
+        return {}
+    import nvsimage
+
+    try:
+        return nvsimage.namespace_items(flash.read, flash.size, namespace)
+    finally:
+        del sys.modules["nvsimage"]  # the parser leaves the model's resident heap
+
+
 class NVS:
     """Write-through, as ESP-IDF's nvs_set_* is: a value is on flash when the call returns."""
 
@@ -37,7 +67,11 @@ class NVS:
 
         _check_name(namespace)
         if namespace not in _stores:
-            _stores[namespace] = FileNVS("%s/nvs-%s.bin" % (flashmodel.state_dir(), namespace))
+            path = "%s/nvs-%s.bin" % (flashmodel.state_dir(), namespace)
+            store = FileNVS(path)
+            if not _exists(path):
+                store._items = _from_partition(namespace)
+            _stores[namespace] = store
         self._store = _stores[namespace]
 
     def _get(self, key, kind):
