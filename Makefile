@@ -32,7 +32,7 @@ build: deps
 
 check: deps
 	$(WS) check
-	$(VENV)/bin/ruff check host_tools tests --exclude tests/target
+	$(VENV)/bin/ruff check .
 
 # Every test on the sim board and, beside it (most tests wait on brokers and
 # simulated time, so two cores share well), the target suite again on

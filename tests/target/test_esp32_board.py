@@ -2,11 +2,11 @@
 # each test names the first-flash failure it guards against (issue 12), and
 # fails on the model with the old board or firmware code.
 import os
+import time
 
 import board
 import esp32
 import machine
-import time
 from wearsafe import crash, link, sensing, settings
 from wstest import raises
 

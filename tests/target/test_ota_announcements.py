@@ -10,7 +10,6 @@ from binascii import hexlify, unhexlify
 
 from wearsafe import log
 from wearsafe.ota import image, install, updater
-from wstest import raises
 
 # The updater (with the link it imports), installer and verifier, this module and
 # its fixtures (a 6000-byte message, two days of announcements) within an ESP32's
@@ -141,9 +140,8 @@ def _with(**fields):
 def _malformed():
     """Announcements to refuse, one at a time (the heap holds one)."""
     yield b"[" * 6000  # nested beyond the heap, were it parsed
-    for raw in (b"", b"null", b"[]", b"1", b'"app"', b"\xff\xfe{", b"{",
-                b"[" * 250 + b"]" * 250, b'{"version": "9.0.0", "version": 5}' + b" " * 600):
-        yield raw
+    yield from (b"", b"null", b"[]", b"1", b'"app"', b"\xff\xfe{", b"{",
+                b"[" * 250 + b"]" * 250, b'{"version": "9.0.0", "version": 5}' + b" " * 600)
     for name in ("version", "kind", "size", "chunk", "digest"):
         for value in (None, True, False, 0, -1, 1.5, 2 ** 70, [], [1], {}, {"a": 1}, "",
                       "x" * 300, KeyError):

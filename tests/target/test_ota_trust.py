@@ -73,7 +73,7 @@ def test_the_trust_check_agrees_with_the_verifiers_own_curve_arithmetic():
     edges = [(v | s << 255).to_bytes(32, "little") for v in (0, 1, 2, p - 1, p, p + 1,
                                                             (1 << 255) - 1) for s in (0, 1)]
     seed = b"trust"
-    for i in range(150):
+    for _ in range(150):
         seed = hashlib.sha256(seed).digest()
         edges.append(seed)
     decoded = 0

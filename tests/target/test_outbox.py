@@ -58,7 +58,7 @@ def test_sequence_numbers_keep_growing_after_the_outbox_empties():
 
 def test_when_full_the_oldest_go_and_are_counted_once():
     box = _fresh(segment_bytes=40, segments=3)  # two 14-byte records per segment
-    for i in range(10):
+    for _ in range(10):
         box.append(b"abcd")
     assert len(box) == 6  # three segments of two
     assert box.take_dropped() == 4
@@ -68,7 +68,7 @@ def test_when_full_the_oldest_go_and_are_counted_once():
 
 def test_a_dropped_count_survives_a_restart_until_taken():
     box = _fresh(segment_bytes=40, segments=2)
-    for i in range(6):
+    for _ in range(6):
         box.append(b"abcd")
     box = Outbox(_DIR, segment_bytes=40, segments=2)
     assert box.take_dropped() == 2
@@ -119,7 +119,7 @@ def test_peek_and_remove_keep_the_heap_flat():
     import gc
 
     box = _fresh(segment_bytes=512, segments=4)
-    for i in range(20):
+    for _ in range(20):
         box.append(bytes(60))
     gc.collect()
     before = gc.mem_alloc()
@@ -134,7 +134,7 @@ def test_the_next_message_reports_what_the_outbox_dropped():
     from wearsafe.sensing import Vitals
 
     box = _fresh(segment_bytes=40, segments=2)
-    for i in range(5):
+    for _ in range(5):
         box.append(b"abcd")
     batch = Batch("d1", seconds=1)
     batch.clear(1767225600)

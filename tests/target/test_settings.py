@@ -19,7 +19,8 @@ def test_a_setting_overrides_its_default():
 
 def test_bad_files_are_refused_with_what_to_fix():
     cases = (
-        ('{"batch_secs": 5}', "unknown setting 'batch_secs' (known: ack_timeout_s, batch_seconds, "),
+        ('{"batch_secs": 5}',
+         "unknown setting 'batch_secs' (known: ack_timeout_s, batch_seconds, "),
         ('{"batch_seconds": "5"}', "batch_seconds must be a int"),
         ('{"batch_seconds": 0}', "batch_seconds must be 1..180"),
         ('{"tls": 0}', "tls must be a bool"),

@@ -30,10 +30,12 @@ TYPE_APP, TYPE_DATA = 0, 1
 FACTORY, OTA_0, OTA_1 = 0x00, 0x10, 0x11
 OTADATA, PHY, NVS, FAT = 0x00, 0x01, 0x02, 0x81
 TABLES = {
-    "stock": (("nvs", TYPE_DATA, NVS, 0x9000, 0x6000), ("phy_init", TYPE_DATA, PHY, 0xF000, 0x1000),
+    "stock": (("nvs", TYPE_DATA, NVS, 0x9000, 0x6000),
+              ("phy_init", TYPE_DATA, PHY, 0xF000, 0x1000),
               ("factory", TYPE_APP, FACTORY, 0x10000, 0x1F0000),
               ("vfs", TYPE_DATA, FAT, 0x200000, 0x200000)),
-    "ota": (("nvs", TYPE_DATA, NVS, 0x9000, 0x4000), ("otadata", TYPE_DATA, OTADATA, 0xD000, 0x2000),
+    "ota": (("nvs", TYPE_DATA, NVS, 0x9000, 0x4000),
+            ("otadata", TYPE_DATA, OTADATA, 0xD000, 0x2000),
             ("phy_init", TYPE_DATA, PHY, 0xF000, 0x1000),
             ("ota_0", TYPE_APP, OTA_0, 0x10000, 0x180000),
             ("ota_1", TYPE_APP, OTA_1, 0x190000, 0x180000),
@@ -49,7 +51,8 @@ _NAMES = {ESP_FAIL: "ESP_FAIL", ESP_ERR_INVALID_ARG: "ESP_ERR_INVALID_ARG",
           ESP_ERR_INVALID_SIZE: "ESP_ERR_INVALID_SIZE", ESP_ERR_NOT_FOUND: "ESP_ERR_NOT_FOUND",
           ESP_ERR_OTA_VALIDATE_FAILED: "ESP_ERR_OTA_VALIDATE_FAILED"}
 # otadata entry states (esp_ota_img_states_t)
-NEW, PENDING_VERIFY, VALID, INVALID, ABORTED = "new", "pending-verify", "valid", "invalid", "aborted"
+NEW, PENDING_VERIFY, VALID, INVALID, ABORTED = (
+    "new", "pending-verify", "valid", "invalid", "aborted")
 RESET_EXIT = 75  # the process ends with this code to reset; the host starts it again
 
 

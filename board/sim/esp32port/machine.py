@@ -5,8 +5,9 @@
 # transfer); ports/esp32/machine_rtc.c (datetime tuple); machine_wdt.c
 # (timeout in ms, "WDT timeout too short"); modmachine.c (reset() never
 # returns: the process ends with RESET_EXIT and the host starts it again).
-import flashmodel
 import time
+
+import flashmodel
 from simhw.i2c import ETIMEDOUT, SimI2C, wearer_bus
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5

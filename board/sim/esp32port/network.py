@@ -7,9 +7,9 @@
 # $WEARSAFE_ESP32_AP ("ssid:key"; unset: any network answers), out of reach
 # while the file radio-off exists in the state directory (as on the sim board).
 import os
+import time
 
 import flashmodel
-import time
 
 STA_IF, AP_IF = 0, 1
 STAT_IDLE, STAT_CONNECTING, STAT_GOT_IP = 1000, 1001, 1010

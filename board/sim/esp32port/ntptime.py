@@ -6,11 +6,10 @@
 # (ETIMEDOUT), and a short answer fails in struct.unpack (ValueError, not
 # OSError). Faults: the file ntp-fault in the state directory holding
 # "timeout" or "short".
-import os
+import time as _clock
 
 import flashmodel
 import network
-import time as _clock
 
 host = "pool.ntp.org"
 timeout = 1

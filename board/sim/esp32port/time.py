@@ -13,6 +13,7 @@
 import os
 
 import utime
+
 from simhw import ticks
 from simhw.clock import SimClock
 

@@ -19,7 +19,6 @@ import struct
 import sys
 
 from micropython import const
-
 from umqtt.simple import MQTTClient, MQTTException
 
 MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set

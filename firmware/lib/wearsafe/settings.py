@@ -17,9 +17,9 @@ DEFAULTS = {
 # minute of vitals seals to about 1 KB, so batches above about 250 s cannot
 # be stored at all. 180 s leaves room for every series at once.
 MAX_BATCH_SECONDS = 180
-_RANGES: dict = {"batch_seconds": (1, MAX_BATCH_SECONDS), "broker_port": (1, 65535), "keepalive_s": (5, 3600),
-           "ack_timeout_s": (1, 120), "outbox_segments": (2, 256),
-           "confirm_timeout_s": (30, 3600)}
+_RANGES: dict = {"batch_seconds": (1, MAX_BATCH_SECONDS), "broker_port": (1, 65535),
+                 "keepalive_s": (5, 3600), "ack_timeout_s": (1, 120), "outbox_segments": (2, 256),
+                 "confirm_timeout_s": (30, 3600)}
 
 
 class SettingsError(ValueError):

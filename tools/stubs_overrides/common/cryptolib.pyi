@@ -10,7 +10,9 @@ from typing_extensions import TypeVar
 _WB = TypeVar("_WB", bound=AnyWritableBuf)
 
 class aes:
-    def __init__(self, key: AnyReadableBuf, mode: int, IV: AnyReadableBuf | None = None, /) -> None: ...
+    def __init__(
+        self, key: AnyReadableBuf, mode: int, IV: AnyReadableBuf | None = None, /
+    ) -> None: ...
     @overload
     def encrypt(self, in_buf: AnyReadableBuf, /) -> bytes: ...
     @overload

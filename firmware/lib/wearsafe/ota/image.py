@@ -278,7 +278,8 @@ class Verifier:
             raise TooLarge("payload of %d bytes does not fit the %d-byte slot"
                            % (img_size, self._capacity))
         if prot_size > MAX_TLV_AREA:
-            raise BadHeader("protected TLV area of %d bytes (at most %d)" % (prot_size, MAX_TLV_AREA))
+            raise BadHeader("protected TLV area of %d bytes (at most %d)"
+                            % (prot_size, MAX_TLV_AREA))
         major, minor, revision, build = struct.unpack_from("<BBHI", h, 20)
         self._version_t = (major, minor, revision, build)
         self._img_size, self._prot_size = img_size, prot_size

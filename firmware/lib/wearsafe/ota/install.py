@@ -6,7 +6,6 @@
 #   app       the bundle is unpacked into the inactive app slot, then the
 #             boot record selects it (one rename)
 # The stored security counter is raised only when the new image confirms.
-import json
 import os
 
 from micropython import const

@@ -53,10 +53,9 @@ class App:
     an NVS write once a message is delivered)."""
 
     def __init__(self):
+        import board
         from wearsafe import VERSION, app, keystore, sensing, settings
         from wearsafe.batch import Batch
-
-        import board
 
         self.board = board
         self.version = VERSION

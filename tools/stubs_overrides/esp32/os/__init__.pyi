@@ -1,7 +1,8 @@
 # Correction of micropython-stdlib-stubs, whose os is CPython's: this is the
 # os module of the stock ESP32_GENERIC firmware (MicroPython 1.29), so that
 # device code calling os.fork, os.getenv, os.path... fails `make check`.
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 sep: str
 

@@ -1,7 +1,7 @@
 # Correction of micropython-stdlib-stubs, whose os is CPython's: this is the
 # os module of the MicroPython 1.29 unix port (its dir(os)), which board/sim
 # runs on.
-from typing import Iterator
+from collections.abc import Iterator
 
 sep: str
 
