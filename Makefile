@@ -40,7 +40,7 @@ check: deps
 # its report follows the main one.
 test: check
 	$(WS) build --board esp32_devkitc >/dev/null
-	$(PY) -c 'from host_tools.esp32model import build_model; build_model()'
+	$(PY) -c 'from host_tools.testing.esp32_model import build_model; build_model()'
 	@mkdir -p build; $(VENV)/bin/pytest tests/target --target-board=esp32_devkitc \
 	  >build/test-esp32-model.log 2>&1 & model=$$!; \
 	$(VENV)/bin/pytest; main=$$?; \

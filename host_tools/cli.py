@@ -14,21 +14,21 @@ from host_tools import paths
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from host_tools.build import build
+    from host_tools.device.build import build
 
     print(build(args.board, force=True))
     return 0
 
 
 def cmd_devlibs(args: argparse.Namespace) -> int:
-    from host_tools.devlibs import install_all
+    from host_tools.device.devlibs import install_all
 
     install_all()
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from host_tools.check import check
+    from host_tools.device.check import check
 
     check()
     print("check: firmware and boards compile with mpy-cross and use only their port's modules")
@@ -36,7 +36,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from host_tools.sim import Faults, run
+    from host_tools.sim.fleet import Faults, run
 
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
@@ -46,9 +46,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_broker_config(args: argparse.Namespace) -> int:
     import ipaddress
 
-    from host_tools.broker import write_aws_policy, write_config
-    from host_tools.pki import LOCAL_NAMES, broker_names
-    from host_tools.server import Server
+    from host_tools.fleet.broker import write_aws_policy, write_config
+    from host_tools.fleet.pki import LOCAL_NAMES, broker_names
+    from host_tools.fleet.server import Server
 
     try:  # a broker listening on one address is reached at it
         listen = [] if ipaddress.ip_address(args.host).is_unspecified else [args.host]
@@ -80,7 +80,8 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from host_tools.ingest import Ingest, open_server
+    from host_tools.fleet.ingest import Ingest
+    from host_tools.fleet.server import open_server
 
     print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
     server = open_server(args.server)
@@ -94,7 +95,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from host_tools.ingest import export, open_server
+    from host_tools.fleet.export import export
+    from host_tools.fleet.server import open_server
 
     text = export(open_server(args.server), args.device, args.format)
     if args.out:
@@ -107,8 +109,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from host_tools.hil import parse_broker
-    from host_tools.ingest import forget, open_server
+    from host_tools.fleet.forget import forget
+    from host_tools.fleet.server import open_server
+    from host_tools.testing.hil import parse_broker
 
     broker = parse_broker(args.broker) if args.broker else None
     deleted, notes = forget(open_server(args.server), args.device, broker)
@@ -120,7 +123,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_kek_rotate(args: argparse.Namespace) -> int:
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
 
     count = open_server(args.server).rotate_kek()
     print(f"{args.server}/kek: new key-encryption key; {count} device keys rewrapped under it "
@@ -130,7 +133,7 @@ def cmd_kek_rotate(args: argparse.Namespace) -> int:
 
 def _fleet_ca(server: Path):  # type: ignore[no-untyped-def]
     """The fleet CA of a server directory, without open_server's warnings."""
-    from host_tools.pki import FleetCA
+    from host_tools.fleet.pki import FleetCA
 
     if not (server / "pki" / "ca.crt").exists():
         raise paths.ToolError(f"{server} is not a wearsafe server directory (no pki/ca.crt)")
@@ -138,7 +141,7 @@ def _fleet_ca(server: Path):  # type: ignore[no-untyped-def]
 
 
 def cmd_keys_offline(args: argparse.Namespace) -> int:
-    from host_tools.pki import OFFLINE_KEYS, OFFLINE_KEYS_ENV, move_private
+    from host_tools.fleet.pki import OFFLINE_KEYS, OFFLINE_KEYS_ENV, move_private
 
     ca = _fleet_ca(args.server)
     moved = [name for name in OFFLINE_KEYS if move_private(ca.directory / name, args.out / name)]
@@ -153,7 +156,7 @@ def cmd_keys_offline(args: argparse.Namespace) -> int:
 
 
 def cmd_crl_renew(args: argparse.Namespace) -> int:
-    from host_tools.pki import CRL_RENEW_DAYS, crl_number, install_crl, reload_broker_pid
+    from host_tools.fleet.pki import CRL_RENEW_DAYS, crl_number, install_crl, reload_broker_pid
 
     ca = _fleet_ca(args.server)
     why = ca.renew_crl_if_due(force=args.force)
@@ -199,8 +202,8 @@ def cmd_pki_status(args: argparse.Namespace) -> int:
 
 
 def cmd_signing_key(args: argparse.Namespace) -> int:
-    from host_tools.images import public_spki, signing_key_for
-    from host_tools.server import Server
+    from host_tools.fleet.server import Server
+    from host_tools.updates.images import public_spki, signing_key_for
 
     key = signing_key_for(Server(args.server).init(), args.key)
     print(f"{key}: trusted by devices provisioned from {args.server} from now on "
@@ -209,7 +212,7 @@ def cmd_signing_key(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from host_tools.images import app_bundle, sign
+    from host_tools.updates.images import app_bundle, sign
 
     payload = args.payload
     if payload is None:
@@ -221,8 +224,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_image(args: argparse.Namespace) -> int:
-    from host_tools.ingest import open_server
-    from host_tools.release import publish_image
+    from host_tools.fleet.server import open_server
+    from host_tools.updates.release import publish_image
 
     def progress(done: int, total: int) -> None:
         print(f"\rpublishing {done * 100 // total:3d}% of {total} bytes", end="", flush=True)
@@ -234,7 +237,7 @@ def cmd_publish_image(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_image(args: argparse.Namespace) -> int:
-    from host_tools.images import verify_on_device
+    from host_tools.device.image_check import verify_on_device
 
     accepted, verdict = verify_on_device(args.image, args.bundle)
     print(verdict)
@@ -242,10 +245,10 @@ def cmd_verify_image(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from host_tools.build import build
-    from host_tools.pki import host_name
-    from host_tools.provision import provision
-    from host_tools.server import Server
+    from host_tools.device.build import build
+    from host_tools.device.provision import provision
+    from host_tools.fleet.pki import host_name
+    from host_tools.fleet.server import Server
 
     paths.check_board(args.board)
     broker_host = host_name(args.broker_host)  # checked before anything is written
@@ -271,7 +274,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    from host_tools.flash import flash
+    from host_tools.device.flash import flash
 
     flash(args.port, args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
           frozen=args.frozen, wifi=args.wifi, baud=args.baud, dry_run=args.dry_run,
@@ -281,8 +284,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_hil(args: argparse.Namespace) -> int:
     """The target suite on a board through mpremote, then the board end to end."""
-    from host_tools.hil import board_end_to_end, certified_broker, run_suite
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
+    from host_tools.testing.hil import board_end_to_end, certified_broker, run_suite
 
     if not args.suite_only:
         if args.broker is None or args.server is None:
@@ -296,8 +299,8 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from host_tools.ingest import open_server
-    from host_tools.report import write_report
+    from host_tools.fleet.server import open_server
+    from host_tools.sim.report import write_report
 
     summary = args.summary or args.server.parent / "summary.json"
     count = write_report(open_server(args.server), args.out, summary)
@@ -306,8 +309,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from host_tools import fuzz
-    from host_tools.build import build
+    from host_tools.device.build import build
+    from host_tools.testing import fuzz
 
     build("sim")
     reports = []
@@ -329,14 +332,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_report_security(args: argparse.Namespace) -> int:
-    from host_tools.secreport import run
+    from host_tools.testing.security_report import run
 
     return run()
 
 
 def cmd_vboard(args: argparse.Namespace) -> int:
-    from host_tools.service import sigterm_as_ctrl_c
-    from host_tools.vboard import VirtualBoard
+    from host_tools.processes import sigterm_as_ctrl_c
+    from host_tools.testing.vboard import VirtualBoard
 
     with sigterm_as_ctrl_c(), VirtualBoard(args.dir, args.heap, args.board) as board:
         print(f"virtual board ({board.board}, {board.heapsize} heap) on {board.port} (root "

@@ -7,7 +7,26 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The wearsafe tree the tools work on (firmware/, board/, build/): $WEARSAFE_ROOT;
+    else the checkout these modules sit in (an editable install); else the current
+    directory or the nearest parent of it that holds one (`pip install .` puts the
+    tools in a virtual environment, and they are run from inside a checkout)."""
+    def is_tree(path: Path) -> bool:
+        return (path / "firmware").is_dir() and (path / "board").is_dir()
+
+    override = os.environ.get("WEARSAFE_ROOT")
+    if override:
+        return Path(override).resolve()
+    beside = Path(__file__).resolve().parent.parent
+    if is_tree(beside):
+        return beside
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if is_tree(p)), here)
+
+
+ROOT = _project_root()
 FIRMWARE = ROOT / "firmware"
 BOARDS = ROOT / "board"
 THIRD_PARTY_LIB = ROOT / "third_party" / "lib"

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from host_tools.paths import ROOT
-from host_tools.sim import SIM_HEAP
+from host_tools.sim.fleet import SIM_HEAP
 
 WSTEST = ROOT / "tests" / "target" / "wstest.py"
 
 
 def run_pytest(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """pytest in a child process with the target plugin, as a user would run it."""
-    cmd = [sys.executable, "-m", "pytest", "-p", "host_tools.target_plugin",
+    cmd = [sys.executable, "-m", "pytest", "-p", "host_tools.testing.target_plugin",
            "-p", "no:cacheprovider", "--rootdir", str(cwd), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), check=False)
@@ -32,8 +32,8 @@ def target_dir(tmp_path: Path) -> Path:
 
 def device_env(state: Path) -> dict[str, str]:
     """Environment of a simulated device whose state lives in `state`."""
-    from host_tools.build import BUILD
-    from host_tools.provision import sim_env
+    from host_tools.device.build import BUILD
+    from host_tools.device.provision import sim_env
 
     return sim_env(BUILD / "sim" / "fs", state)
 
@@ -51,7 +51,7 @@ def run_device(code: str, state: Path, heap: str = "96K") -> str:
 
 @pytest.fixture(scope="session")
 def sim_build() -> Path:
-    from host_tools.build import build
+    from host_tools.device.build import build
 
     return build("sim")
 
@@ -62,13 +62,13 @@ class Fleet:
     esp32-port model."""
 
     def __init__(self, root: Path, fs: Path, board: str = "sim") -> None:
-        from host_tools.broker import Broker
-        from host_tools.server import Server
+        from host_tools.fleet.broker import Broker
+        from host_tools.fleet.server import Server
 
         self.root = root
         self.fs = fs
         self.board = board
-        from host_tools.images import signing_key_for
+        from host_tools.updates.images import signing_key_for
 
         self.server = Server(root / "server").init()
         self.signing_key = signing_key_for(self.server, root / "signing" / "update-key.pem")
@@ -84,7 +84,7 @@ class Fleet:
         """The ingest, in a thread of this process (its counters are the test's to read)."""
         import threading
 
-        from host_tools.ingest import Ingest
+        from host_tools.fleet.ingest import Ingest
 
         self._stop = threading.Event()
         ready = threading.Event()
@@ -107,8 +107,8 @@ class Fleet:
         self.broker.stop()
 
     def add_device(self, batch_seconds: int = 2):  # type: ignore[no-untyped-def]
-        from host_tools.esp32model import provision_model_device
-        from host_tools.provision import provision_sim_device
+        from host_tools.device.provision import provision_sim_device
+        from host_tools.testing.esp32_model import provision_model_device
 
         self._devices += 1
         add = provision_sim_device if self.board == "sim" else provision_model_device
@@ -119,10 +119,10 @@ class Fleet:
                     **env: str) -> dict:  # type: ignore[type-arg]
         """subprocess arguments: the device powers on (boot.py) and runs `seconds` of
         simulated time."""
-        from host_tools.esp32model import power_on
+        from host_tools.device.provision import sim_env
         from host_tools.paths import micropython
-        from host_tools.provision import sim_env
-        from host_tools.target import heap_bytes
+        from host_tools.testing.esp32_model import power_on
+        from host_tools.testing.target import heap_bytes
 
         code = f"import boot, wearsafe.app; wearsafe.app.run({seconds})"
         if self.board != "sim":
@@ -157,7 +157,7 @@ def fleet(tmp_path: Path, sim_build: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def esp32_fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A fleet of modelled ESP32s (board/esp32_devkitc's build over the esp32-port model)."""
-    from host_tools.build import build
+    from host_tools.device.build import build
 
     f = Fleet(tmp_path, build("esp32_devkitc"), "esp32_devkitc").start()
     yield f

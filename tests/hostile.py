@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from host_tools.payloads import TAG_LEN, DeviceKey, enc_structure, external_aad, nonce
-from host_tools.pki import FleetCA, write_private
+from host_tools.fleet.payloads import TAG_LEN, DeviceKey, enc_structure, external_aad, nonce
+from host_tools.fleet.pki import FleetCA, write_private
 
 PROTECTED = cbor2.dumps({1: 31})  # AES-CCM-16-128-256, as the firmware's cose.py
 

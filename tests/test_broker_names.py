@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from host_tools.fleet.server import Server
 from host_tools.paths import micropython, venv_tool
-from host_tools.server import Server
 
 LAN_NAME = "wearsafe-broker.lan"
 LAN_ADDRESS = "127.0.0.2"  # loopback, standing in for the broker's LAN address
@@ -98,7 +98,7 @@ def device_client(certs: Path, address: str, port: int, names: list[str]) -> dic
 
 
 def device_certs(server: Server, directory: Path) -> Path:
-    from host_tools.pki import der, write_private
+    from host_tools.fleet.pki import der, write_private
 
     key_path, cert_path = server.ca.issue("00000000000000d1")
     directory.mkdir()
@@ -114,7 +114,7 @@ def mode(path: Path) -> int:
 
 
 def test_broker_certificate_names_lan_host(tmp_path):
-    from host_tools.broker import Broker
+    from host_tools.fleet.broker import Broker
 
     server = Server(tmp_path / "server").init()
     pki = server.ca.directory
@@ -165,8 +165,8 @@ def test_broker_certificate_names_lan_host(tmp_path):
 def test_certificate_reissued_only_when_its_names_change(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from host_tools.broker import write_config
-    from host_tools.pki import _pem_key, write_private
+    from host_tools.fleet.broker import write_config
+    from host_tools.fleet.pki import _pem_key, write_private
 
     ca = Server(tmp_path / "server").init().ca
     out = tmp_path / "broker"
@@ -319,7 +319,7 @@ def test_first_provision_certifies_the_broker_host(tmp_path):
 
 def test_the_broker_certificate_key_never_leaves_0600(tmp_path):
     """Even over a stale temporary file left readable by others."""
-    from host_tools.broker import write_config
+    from host_tools.fleet.broker import write_config
 
     ca = Server(tmp_path / "server").init().ca
     out = tmp_path / "broker"
@@ -340,10 +340,10 @@ def test_the_firmware_reaches_the_broker_by_its_lan_address(tmp_path, sim_build)
     checking the host name too) reads from the same address."""
     import threading
 
-    from host_tools.broker import Broker
-    from host_tools.ingest import Ingest
-    from host_tools.provision import provision_sim_device, sim_env
-    from host_tools.sim import SIM_HEAP
+    from host_tools.device.provision import provision_sim_device, sim_env
+    from host_tools.fleet.broker import Broker
+    from host_tools.fleet.ingest import Ingest
+    from host_tools.sim.fleet import SIM_HEAP
 
     server = Server(tmp_path / "server").init()
     with Broker(server.broker_dir, server.ca, host=LAN_ADDRESS, names=[LAN_ADDRESS]) as broker, \

@@ -10,8 +10,8 @@ import datetime as dt
 import socket
 import time
 
-from host_tools.broker import reload_broker
-from host_tools.pki import FleetCA
+from host_tools.fleet.broker import reload_broker
+from host_tools.fleet.pki import FleetCA
 from tests.hostile import connect, device_tls_files
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from host_tools.build import build, device_sources
+from host_tools.device.build import build, device_sources
 from host_tools.paths import ToolError, board_names, micropython
 
 MPY_V6 = (ord("M"), 6)

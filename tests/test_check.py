@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.build import compile_module
-from host_tools.check import mypy_device
+from host_tools.device.build import compile_module
+from host_tools.device.check import mypy_device
 from host_tools.paths import ToolError
 
 ESP32_LACKS = '''import hashlib

@@ -15,9 +15,9 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from host_tools.broker import Broker
 from host_tools.cli import main
-from host_tools.pki import (
+from host_tools.fleet.broker import Broker
+from host_tools.fleet.pki import (
     CA_DAYS,
     CA_WARN_DAYS,
     CLIENT_WARN_DAYS,
@@ -27,7 +27,7 @@ from host_tools.pki import (
     RENEW_DAYS,
     FleetCA,
 )
-from host_tools.server import Server
+from host_tools.fleet.server import Server
 from tests.hostile import admitted
 
 SERVICE_LIFE = dt.timedelta(days=10 * 365)  # what a wearable in the field is expected to last
@@ -87,7 +87,7 @@ def _shorten_ca(ca: FleetCA, days: float) -> None:
 
 def test_no_certificate_is_issued_past_the_ca_and_a_ca_near_its_end_is_warned(tmp_path,
                                                                               capsys):
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
 
     server = Server(tmp_path / "server").init()
     ca = server.ca
@@ -130,7 +130,7 @@ def test_pki_status_lists_every_end_and_the_device_certificates_ending_soon(tmp_
 
 
 def test_the_tools_warn_long_before_anything_ends_and_stay_quiet_otherwise(tmp_path, capsys):
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
 
     server = Server(tmp_path / "server").init()
     ca = server.ca
@@ -170,7 +170,7 @@ def test_the_tools_warn_long_before_anything_ends_and_stay_quiet_otherwise(tmp_p
 
 
 def test_a_missing_or_broken_pki_is_a_warning_not_a_crash(tmp_path, capsys):
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
 
     server = Server(tmp_path / "server").init()
     server.ca.crl_path.write_text("not a CRL")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.broker import Broker
 from host_tools.cli import main
-from host_tools.pki import CRL_DAYS, CRL_RENEW_DAYS, FleetCA, crl_number
-from host_tools.server import Server
+from host_tools.fleet.broker import Broker
+from host_tools.fleet.pki import CRL_DAYS, CRL_RENEW_DAYS, FleetCA, crl_number
+from host_tools.fleet.server import Server
 from tests.hostile import admitted
 
 VALID = "00000000000000c1"
@@ -133,7 +133,7 @@ def x509_crl(pem: bytes):  # type: ignore[no-untyped-def]
 
 
 def test_every_tool_opening_the_server_warns_when_the_crl_is_near_its_end(tmp_path, capsys):
-    from host_tools.ingest import open_server
+    from host_tools.fleet.server import open_server
 
     server, ca = _fleet_ca(tmp_path)
     open_server(server.directory)

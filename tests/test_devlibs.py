@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.devlibs import DeviceLib, fetch_sdist, pinned_libs, sdist_url, unpack
+from host_tools.device.devlibs import DeviceLib, fetch_sdist, pinned_libs, sdist_url, unpack
 from host_tools.paths import THIRD_PARTY_LIB, ToolError
 
 

@@ -12,9 +12,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from host_tools import images, release
-from host_tools.esp32model import BOARD, power_on
-from host_tools.sim import RESET_EXIT
+from host_tools.sim.fleet import RESET_EXIT
+from host_tools.testing.esp32_model import BOARD, power_on
+from host_tools.updates import images, release
 from tests.esp_images import app_image, combined_image
 from tests.test_ota_update import app_image as signed_app
 from tests.test_ota_update import status_values

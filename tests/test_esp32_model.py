@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from host_tools.build import build
-from host_tools.esp32model import MODEL_HEAP, model_env
+from host_tools.device.build import build
 from host_tools.paths import micropython
+from host_tools.testing.esp32_model import MODEL_HEAP, model_env
 
 LOADED = """
 import gc

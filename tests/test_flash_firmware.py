@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.flash import inspect_firmware, parse_partition_table
+from host_tools.device.flash import inspect_firmware, parse_partition_table
 from host_tools.paths import ToolError, venv_tool
 from tests.esp_images import (
     OTA_CSV,

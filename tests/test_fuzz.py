@@ -1,12 +1,12 @@
 """Fuzzing, the fixed-seed slice: every decoder facing the network takes generated
 input and raises only its documented errors, never hangs. `make fuzz` runs 100,000
-inputs per target (host_tools/fuzz.py)."""
+inputs per target (host_tools/testing/fuzz.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from host_tools import fuzz
+from host_tools.testing import fuzz
 
 SEED = 20261125
 

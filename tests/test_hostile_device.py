@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from host_tools import ingest as ingest_module
-from host_tools.broker import INGEST_ID, MAX_PACKET
-from host_tools.ingest import readings
-from host_tools.pki import write_private
-from host_tools.server import Server
+from host_tools.fleet import ingest as ingest_module
+from host_tools.fleet.broker import INGEST_ID, MAX_PACKET
+from host_tools.fleet.export import readings
+from host_tools.fleet.pki import write_private
+from host_tools.fleet.server import Server
 from tests.hostile import DeviceInHand, reading
 
 
@@ -188,7 +188,7 @@ def test_a_victims_readings_all_arrive_once_while_a_device_attacks(fleet, rounds
 
 
 def test_13_3_forget_cuts_the_live_session_of_the_device(fleet):  # type: ignore[no-untyped-def]
-    from host_tools.ingest import forget
+    from host_tools.fleet.forget import forget
 
     victim, _ = victim_and_attacker(fleet)
     assert victim.publish(f"devices/{victim.device_id}/status", b"online")

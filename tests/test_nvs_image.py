@@ -1,5 +1,5 @@
 """The payload key as an ESP-IDF NVS partition image (issue 13, finding 6): Espressif's
-generator makes it (host_tools/nvsimage.py), `wearsafe flash` writes it with esptool
+generator makes it (host_tools/device/nvs_image.py), `wearsafe flash` writes it with esptool
 at the firmware's nvs partition, and the esp32-port model reads it as ESP-IDF does
 (board/sim/esp32port/nvsimage.py) through the firmware's own keystore."""
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from host_tools import flash, nvsimage
-from host_tools.build import build
-from host_tools.esp32model import build_model, install_payload_key, power_on
+from host_tools.device import flash, nvs_image
+from host_tools.device.build import build
+from host_tools.device.provision import FACTORY_KEY, provision
+from host_tools.fleet.server import Server
 from host_tools.paths import ToolError, micropython
-from host_tools.provision import FACTORY_KEY, provision
-from host_tools.server import Server
+from host_tools.testing.esp32_model import build_model, install_payload_key, power_on
 from tests.esp_images import OTA_CSV, combined_image
 
 PAGE, ENTRY = 4096, 32
@@ -134,7 +134,7 @@ def test_the_model_reads_the_generated_image_through_the_firmware_keystore(bundl
 
 def test_the_image_reads_the_same_in_plain_python_and_in_the_model(bundle, tmp_path):
     secret = record(bundle)
-    image = nvsimage.nvs_image(secret, 0x4000)
+    image = nvs_image.nvs_image(secret, 0x4000)
     assert decode(image)[0] == {"wearsafe": expected(secret)}
     assert image[-PAGE:] == b"\xff" * PAGE  # the free page ESP-IDF needs to load it
     (tmp_path / "nvs.bin").write_bytes(image)
@@ -156,7 +156,7 @@ def test_the_image_reads_the_same_in_plain_python_and_in_the_model(bundle, tmp_p
                                     "page header"])
 def test_a_flipped_bit_leaves_the_key_missing_not_wrong(bundle, damage):
     secret = record(bundle)
-    image = bytearray(nvsimage.nvs_image(secret, 0x4000))
+    image = bytearray(nvs_image.nvs_image(secret, 0x4000))
     where = decode(bytes(image))[1]
     # bits that only a CRC guards: each item's reserved bytes, the data, the page's seq
     at = {"pkey index entry": where["pkey index"] + 30,  # blobIndex.reserved
@@ -181,15 +181,15 @@ def test_the_record_is_checked_and_no_error_or_output_carries_the_key(bundle, mo
     secret = record(bundle)
     short = dict(secret, key=secret["key"][:-2])
     with pytest.raises(ToolError) as bad:
-        nvsimage.nvs_image(short, 0x4000)
+        nvs_image.nvs_image(short, 0x4000)
     assert "'key' is not 32 bytes in hex" in str(bad.value)
     assert short["key"] not in str(bad.value)
     with pytest.raises(ToolError, match="must be a multiple of 0x1000 bytes, at least 0x3000"):
-        nvsimage.nvs_image(secret, 0x2000)
-    monkeypatch.setattr(nvsimage, "GENERATOR", "esp_idf_nvs_partition_gen_not_there")
+        nvs_image.nvs_image(secret, 0x2000)
+    monkeypatch.setattr(nvs_image, "GENERATOR", "esp_idf_nvs_partition_gen_not_there")
     scratch = private_tempdir(monkeypatch, bundle.parent)
     with pytest.raises(ToolError) as failed:
-        nvsimage.nvs_image(secret, 0x4000)
+        nvs_image.nvs_image(secret, 0x4000)
     assert "made no image of 0x4000 bytes" in str(failed.value)
     assert "No module named esp_idf_nvs_partition_gen_not_there" in str(failed.value)
     assert not any(v in str(failed.value) for v in secret.values() if v != secret["device_id"])
@@ -264,7 +264,7 @@ def test_flash_writes_the_image_at_the_firmwares_nvs_partition_and_keeps_no_key(
         assert said[-1].startswith("flashed device ")
     else:
         assert len(run.steps) == 3
-    generator = [c for c in commands if nvsimage.GENERATOR in c]
+    generator = [c for c in commands if nvs_image.GENERATOR in c]
     assert len(generator) == 1 and generator[0][4:6] == ["keystore.csv", "nvs.bin"]
     shown = "\n".join(said) + repr(run.steps) + repr(commands)
     assert all(secret[f] not in shown for f in ("key", "key_id", "base_iv"))

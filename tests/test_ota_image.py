@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import images
+from host_tools.device.provision import sim_env
 from host_tools.paths import micropython
-from host_tools.provision import sim_env
+from host_tools.updates import images
 
 DEVICE = """
 import board, sys

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import images
+from host_tools.device.provision import sim_env
 from host_tools.paths import FIRMWARE, ToolError, micropython
-from host_tools.provision import sim_env
-from host_tools.sim import RESET_EXIT, SIM_HEAP
+from host_tools.sim.fleet import RESET_EXIT, SIM_HEAP
+from host_tools.updates import images
 from tests.test_ota_image import device_state, run_cases
 
 RUNNING = re.search(r'VERSION = "([^"]+)"',

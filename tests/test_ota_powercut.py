@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from host_tools import release
+from host_tools.updates import release
 from tests.test_ota_update import RESET, app_image
 
 CUTS = 100

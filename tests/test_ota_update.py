@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from host_tools import images, release
-from host_tools.build import compile_module
-from host_tools.ingest import readings
+from host_tools.device.build import compile_module
+from host_tools.fleet.export import readings
 from host_tools.paths import FIRMWARE
-from host_tools.sim import RESET_EXIT
+from host_tools.sim.fleet import RESET_EXIT
+from host_tools.updates import images, release
 
 RESET = RESET_EXIT  # the sim board's reset: the process ends, the host starts it again
 

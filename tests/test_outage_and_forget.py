@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from host_tools.ingest import export, forget
+from host_tools.device.provision import sim_env
+from host_tools.fleet.export import export
+from host_tools.fleet.forget import forget
+from host_tools.fleet.payloads import PayloadError, PayloadOpener
 from host_tools.paths import ToolError, micropython
-from host_tools.payloads import PayloadError, PayloadOpener
-from host_tools.provision import sim_env
-from host_tools.sim import SIM_HEAP
+from host_tools.sim.fleet import SIM_HEAP
 
 SPEED = 2  # simulated seconds per real second
 

@@ -12,7 +12,7 @@ from pycose.headers import IV, KID, Algorithm, PartialIV
 from pycose.keys import SymmetricKey
 from pycose.messages import Enc0Message
 
-from host_tools.payloads import (
+from host_tools.fleet.payloads import (
     DeviceKey,
     PayloadError,
     PayloadOpener,

@@ -16,9 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from host_tools.broker import Broker
-from host_tools.ingest import export
-from host_tools.payloads import PayloadOpener
+from host_tools.fleet.broker import Broker
+from host_tools.fleet.export import export
+from host_tools.fleet.payloads import PayloadOpener
 from tests.conftest import Fleet
 
 CANARY_SCENARIO = {"hr": 137, "hrv": 0.0, "spo2": 0.874, "temp": 41.37, "noise": 0,

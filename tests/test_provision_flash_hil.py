@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from host_tools.fleet.server import Server
 from host_tools.paths import venv_tool
-from host_tools.server import Server
 from tests.test_flash_firmware import combined_image
 
 WEARSAFE = venv_tool("wearsafe")
@@ -134,15 +134,15 @@ def wearsafe_tool(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
 # esp32_devkitc: the esp32 build on the esp32-port model, as an ESP32 runs it
 @pytest.mark.parametrize("board_name", ["sim", "esp32_devkitc"])
 def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path, board_name):
-    from host_tools.sim import SIM_HEAP
-    from host_tools.vboard import VirtualBoard
+    from host_tools.sim.fleet import SIM_HEAP
+    from host_tools.testing.vboard import VirtualBoard
 
     bundle = tmp_path / "bundle"
     out = wearsafe("provision", "--server", fleet.server.directory, "--out", bundle,
                    "--broker-host", "localhost", "--broker-port", fleet.broker.port)
     assert out.returncode == 0, out.stderr
     device_id = (bundle / "device-id").read_text().strip()
-    # the whole app on the 64-bit unix port needs the sim's heap (host_tools.sim)
+    # the whole app on the 64-bit unix port needs the sim's heap (host_tools.sim.fleet)
     wifi = tmp_path / "wifi.json"  # the modelled station joins any network
     wifi.write_text('{"ssid": "lab", "key": "not-a-secret"}')
     with VirtualBoard(tmp_path / "vboard", heapsize=SIM_HEAP, board=board_name) as board:

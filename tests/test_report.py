@@ -11,7 +11,7 @@ import subprocess
 from PIL import Image
 
 from host_tools.paths import venv_tool
-from host_tools.report import PANELS
+from host_tools.sim.report import PANELS
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

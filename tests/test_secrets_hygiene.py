@@ -12,8 +12,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from host_tools.fleet.server import Server
 from host_tools.paths import ROOT, venv_tool
-from host_tools.server import Server
 
 PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=\s]{40,}-----END")
 SECRET_NAMES = (".key", ".key.der", "kek", "keys.db", "payload-key.json")

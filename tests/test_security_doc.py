@@ -6,12 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from host_tools import secreport
 from host_tools.paths import ROOT
+from host_tools.testing import security_report
 
 
 def test_every_test_the_threat_table_names_exists():
-    table = secreport.threats()
+    table = security_report.threats()
     assert [t.id for t in table] == [f"T{i}" for i in range(1, len(table) + 1)]
     ids = sorted({nid for t in table for nid in t.tests})
     assert len(ids) >= 30
@@ -32,15 +32,16 @@ def test_a_failed_or_missing_test_fails_its_threat(tmp_path):
         '<property name="inputs_tried" value="7"/></properties></testcase>'
         '<testcase classname="tests.test_a" name="test_bad"><failure message="x"/></testcase>'
         '</testsuite></testsuites>')
-    results, counts = secreport.read_junit(junit)
-    ok = secreport.Threat("T1", "a", ["tests/test_a.py::test_ok"])
-    bad = secreport.Threat("T2", "b", ["tests/test_a.py::test_ok", "tests/test_a.py::test_bad"])
-    gone = secreport.Threat("T3", "c", ["tests/test_a.py::test_gone"])
+    results, counts = security_report.read_junit(junit)
+    ok = security_report.Threat("T1", "a", ["tests/test_a.py::test_ok"])
+    bad = security_report.Threat("T2", "b",
+                                 ["tests/test_a.py::test_ok", "tests/test_a.py::test_bad"])
+    gone = security_report.Threat("T3", "c", ["tests/test_a.py::test_gone"])
     for t in (ok, bad, gone):
         t.results = {nid: results.get(nid, "not run") for nid in t.tests}
         for nid in t.tests:
             t.counts.update(counts.get(nid, {}))
     assert [t.verdict for t in (ok, bad, gone)] == ["PASS", "FAIL", "FAIL"]
-    text = secreport.render([ok, bad, gone])
+    text = security_report.render([ok, bad, gone])
     assert "| T1 | a | 1/1 | PASS | 7 | - | - |" in text
     assert "T2: tests/test_a.py::test_bad failed" in text

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from host_tools.fleet.server import Server
 from host_tools.paths import venv_tool
-from host_tools.server import Server
 
 WEARSAFE = venv_tool("wearsafe")
 
@@ -43,7 +43,7 @@ def test_13_5_a_simulators_server_never_provisions_a_real_device(tmp_path: Path)
 def test_13_6_kek_rotate_rewraps_every_key_and_the_old_kek_opens_nothing(tmp_path: Path):
     from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
-    from host_tools.payloads import DeviceKey
+    from host_tools.fleet.payloads import DeviceKey
 
     server = Server(tmp_path / "server").init()
     keys = {f"{n:016x}": DeviceKey(bytes([n]) * 4, bytes([n]) * 32, bytes(13)) for n in (1, 2)}
@@ -68,8 +68,8 @@ def test_13_6_kek_rotate_rewraps_every_key_and_the_old_kek_opens_nothing(tmp_pat
 
 
 def test_13_5_the_ca_and_release_keys_leave_the_ingests_directory(fleet, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    from host_tools.ingest import start_client, tls_client
-    from host_tools.pki import OFFLINE_KEYS_ENV
+    from host_tools.fleet.mqtt import start_client, tls_client
+    from host_tools.fleet.pki import OFFLINE_KEYS_ENV
 
     device = fleet.add_device()
     server, offline = fleet.server, tmp_path / "offline"

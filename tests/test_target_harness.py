@@ -72,7 +72,7 @@ def test_filters_select_target_items(target_dir: Path):
     assert "1 passed, 2 deselected" in done.stdout, done.stdout
 
 
-# -- the board path: mpremote on a virtual board (host_tools.vboard)
+# -- the board path: mpremote on a virtual board (host_tools.testing.vboard)
 
 HOARDS = '''
 import wstest
@@ -112,7 +112,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_on_a_board_each_module_starts_fresh_and_the_board_keeps_its_files(
         target_dir: Path, tmp_path: Path):
-    from host_tools.vboard import VirtualBoard
+    from host_tools.testing.vboard import VirtualBoard
 
     (target_dir / "test_a_hoards.py").write_text(HOARDS)
     (target_dir / "test_b_fresh.py").write_text(FRESH)
@@ -138,7 +138,7 @@ def test_on_a_board_each_module_starts_fresh_and_the_board_keeps_its_files(
 
 def test_on_a_board_a_hung_test_fails_and_the_next_module_runs(target_dir: Path,
                                                               tmp_path: Path):
-    from host_tools.vboard import VirtualBoard
+    from host_tools.testing.vboard import VirtualBoard
 
     (target_dir / "test_a_hangs.py").write_text("TIMEOUT = 3\n\nx = [0]\n\ndef test_spins():\n"
                                                 "    while True:\n        x[0] += 1\n")

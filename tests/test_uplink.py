@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cbor2
 
-from host_tools.ingest import export, readings
+from host_tools.fleet.export import export, readings
 from host_tools.paths import THIRD_PARTY_LIB, micropython
 
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from host_tools.paths import TARGET_TESTS, venv_tool
-from host_tools.target import collect
-from host_tools.vboard import VirtualBoard
+from host_tools.testing.target import collect
+from host_tools.testing.vboard import VirtualBoard
 from tests.conftest import run_pytest
 
 MPREMOTE = venv_tool("mpremote")

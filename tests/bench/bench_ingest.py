@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from host_tools.broker import (
+from host_tools.fleet.broker import (
     Broker,  # noqa: E402
     ingest_identity,  # noqa: E402
 )
-from host_tools.ingest import Ingest, tls_client  # noqa: E402
-from host_tools.payloads import DeviceKey, enc_structure, external_aad, nonce  # noqa: E402
-from host_tools.server import Server  # noqa: E402
+from host_tools.fleet.ingest import Ingest
+from host_tools.fleet.mqtt import tls_client  # noqa: E402
+from host_tools.fleet.payloads import DeviceKey, enc_structure, external_aad, nonce  # noqa: E402
+from host_tools.fleet.server import Server  # noqa: E402
 
 N = 2000
 DEVICE = "b3e7c0ffee000001"

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from host_tools.build import build
+from host_tools.device.build import build
 from host_tools.paths import micropython
 
 _FS: list[Path] = []

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from host_tools.ingest import readings
-from host_tools.server import Server
+from host_tools.fleet.export import readings
+from host_tools.fleet.server import Server
 
 # quantity -> (label, unit shown, scale, colour)
 PANELS = {

@@ -22,8 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools.esp32model import MODEL_HEAP, POWER_ON, model_env
 from host_tools.paths import ToolError, venv_tool
+from host_tools.testing.esp32_model import MODEL_HEAP, POWER_ON, model_env
 
 DEFAULT_HEAP = "96K"
 DEFAULT_TIMEOUT = 120.0
@@ -107,7 +107,7 @@ def _call(test: TargetTest) -> str:
 
 class UnixTarget:
     """The MicroPython unix port, a fresh process per test: the sim board's build, or
-    board/esp32_devkitc's over the esp32-port model (host_tools.esp32model)."""
+    board/esp32_devkitc's over the esp32-port model (host_tools.testing.esp32_model)."""
 
     name = "unix"
 
@@ -196,7 +196,7 @@ class BoardTimeout(ToolError):
 
 
 class BoardTarget:
-    """A board (or a virtual one, host_tools.vboard) on a serial port, driven by mpremote.
+    """A board (or a virtual one, host_tools.testing.vboard) on a serial port, driven by mpremote.
 
     The test build's lib/ and the target tests are copied once into :wstest/
     (BOARD_HOME) and removed when the run ends. Each test module starts from a

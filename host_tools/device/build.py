@@ -25,7 +25,7 @@ from host_tools.paths import (
 
 ROOT_SCRIPTS = ("boot.py", "main.py")
 BOARD_HOST_FILES = ("manifest.py",)  # read by the MicroPython build, not the device
-# Test equipment beside the sim board, built on its own (host_tools.esp32model).
+# Test equipment beside the sim board, built on its own (host_tools.testing.esp32_model).
 NOT_ON_DEVICE = ("esp32port",)
 
 

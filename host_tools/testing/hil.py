@@ -16,20 +16,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from host_tools.broker import HIL_ID, UP_TOPIC
-from host_tools.ingest import open_server, start_client, tls_client
+from host_tools.device.provision import certified_broker_host
+from host_tools.fleet.broker import HIL_ID, UP_TOPIC
+from host_tools.fleet.mqtt import start_client, tls_client
+from host_tools.fleet.payloads import DeviceKey, PayloadError, PayloadOpener
+from host_tools.fleet.server import Server, open_server
 from host_tools.paths import TARGET_TESTS, ToolError
-from host_tools.payloads import DeviceKey, PayloadError, PayloadOpener
-from host_tools.provision import certified_broker_host
-from host_tools.server import Server
-from host_tools.target import BOARD_HOME, BoardTarget
+from host_tools.testing.target import BOARD_HOME, BoardTarget
 
 E2E_BATCH_SECONDS = 2
 
 
 def run_suite(port: str, board: str, select: str | None) -> int:
     """The target suite through mpremote. It works in :wstest/ on the board and removes
-    it at its end (host_tools.target.BoardTarget); should pytest die first, it goes here."""
+    it at its end (host_tools.testing.target.BoardTarget); should pytest die first, it goes here."""
     extra = ["-k", select] if select else []
     try:
         return subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",

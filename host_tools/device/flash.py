@@ -7,7 +7,7 @@ Steps (`--dry-run` prints them as commands, and makes no image):
      otadata and two OTA app slots, as MicroPython's ESP32_GENERIC variant OTA
      has, and the nvs partition; a stock image without OTA slots only with
      --stock-firmware. The bundle's payload key is made into an NVS partition
-     image of that partition's size (host_tools/nvsimage.py: Espressif's
+     image of that partition's size (host_tools/device/nvs_image.py: Espressif's
      generator), held in memory: a failure here leaves the board untouched
   1. esptool erase-flash                      (skipped with --app-only)
   2. esptool write-flash at the chip's offset (board/<board>/flash.json)
@@ -48,10 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools.build import build
-from host_tools.nvsimage import nvs_image, private_image
+from host_tools.device.build import build
+from host_tools.device.nvs_image import nvs_image, private_image
+from host_tools.device.provision import FACTORY_KEY, provisioned_id
 from host_tools.paths import BOARDS, ToolError, check_board, venv_tool
-from host_tools.provision import FACTORY_KEY, provisioned_id
 
 BUNDLE_FILES = ("device-id", "settings.json", "nvs-wearsafe.bin")  # what exists of these
 NVS_IMAGE = "<nvs-image>"  # the key's image in a dry run: it is made only when flashing

@@ -29,9 +29,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
+from host_tools.fleet.pki import (
+    FleetCA,
+    install_crl,
+    install_public,
+    reload_broker_pid,
+    write_private,
+)
 from host_tools.paths import ToolError
-from host_tools.pki import FleetCA, install_crl, install_public, reload_broker_pid, write_private
-from host_tools.service import Service, die_with_parent
+from host_tools.processes import Service, die_with_parent
 
 INGEST_ID = "ingest"  # the first ingest process; the others: ingest_identity(n)
 INGEST_PROCESSES = 8  # each its own certificate: the broker makes its CN the client id

@@ -20,7 +20,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from host_tools.build import build
+from host_tools.device.build import build
 from host_tools.paths import BOARDS, BUILD, FIRMWARE, ROOT, THIRD_PARTY_LIB, ToolError
 
 ESP32_DIST = "micropython_esp32_stubs"

@@ -41,12 +41,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools.broker import reload_broker
-from host_tools.images import TRUST_FILE, trust_document
+from host_tools.fleet.broker import reload_broker
+from host_tools.fleet.payloads import DeviceKey
+from host_tools.fleet.pki import der, host_name, private_dir, write_private
+from host_tools.fleet.server import Server
 from host_tools.paths import ToolError, check_board, micropython
-from host_tools.payloads import DeviceKey
-from host_tools.pki import der, host_name, private_dir, write_private
-from host_tools.server import Server
+from host_tools.updates.images import TRUST_FILE, trust_document
 
 FACTORY_KEY = "factory/payload-key.json"
 NVS_PROVISION = """

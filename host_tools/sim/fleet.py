@@ -4,8 +4,8 @@ MicroPython unix port with its own scenario.
 
 All state lives under one directory:
 
-    server/            CA, broker, key vault, message store, audit log (host_tools.server)
-    signing/           the update-signing key the devices trust (host_tools.images)
+    server/            CA, broker, key vault, message store, audit log (host_tools.fleet.server)
+    signing/           the update-signing key the devices trust (host_tools.updates.images)
     device-N/          device N's bundle, NVS, flash and outbox (0700); kept between runs
     logs/device-N.log  what device N printed: sizes, counts and states, never a reading
     ingest.log
@@ -32,19 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host_tools.broker import Broker
-from host_tools.build import build
-from host_tools.esp32model import BOARD as ESP32_BOARD
-from host_tools.esp32model import power_on, provision_model_device
-from host_tools.images import signing_key_for
-from host_tools.ingest import Ingest
+from host_tools.device.build import build
+from host_tools.device.provision import Device, private_files, provision_sim_device, sim_env
+from host_tools.fleet.broker import Broker
+from host_tools.fleet.ingest import Ingest
+from host_tools.fleet.payloads import PayloadError, decode_senml
+from host_tools.fleet.pki import private_dir
+from host_tools.fleet.server import Server
 from host_tools.paths import ToolError, micropython
-from host_tools.payloads import PayloadError, decode_senml
-from host_tools.pki import private_dir
-from host_tools.provision import Device, private_files, provision_sim_device, sim_env
-from host_tools.server import Server
-from host_tools.service import die_with_parent, sigterm_as_ctrl_c, stop_group
-from host_tools.target import heap_bytes
+from host_tools.processes import die_with_parent, sigterm_as_ctrl_c, stop_group
+from host_tools.testing.esp32_model import BOARD as ESP32_BOARD
+from host_tools.testing.esp32_model import power_on, provision_model_device
+from host_tools.testing.target import heap_bytes
+from host_tools.updates.images import signing_key_for
 
 # The whole application with every module loaded as .mpy into RAM, on the
 # 64-bit unix port (objects up to twice their ESP32 size). On the ESP32 the
@@ -486,7 +486,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
         board: str = "sim") -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
-    from host_tools.simview import view_for
+    from host_tools.sim.live_view import view_for
 
     view = view_for(live)
     try:

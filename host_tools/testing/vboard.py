@@ -6,7 +6,7 @@ is a directory of ours (the process's working directory), laid out like an
 ESP32's (lib/ on sys.path).
 
 It resets like a board. socat serves the pty and runs a supervisor
-(`python -m host_tools.vboard`, Supervisor below) that runs MicroPython on a
+(`python -m host_tools.testing.vboard`, Supervisor below) that runs MicroPython on a
 pty of its own and starts it again whenever it ends, as a board's firmware
 comes back after a reset:
 - a soft reset (Ctrl-D at the REPL, `mpremote soft-reset`, sys.exit()) prints
@@ -23,7 +23,7 @@ model's _boot runs the bootloader's step at every start, where a chip's soft
 reset does not; the model can tell the two apart by it).
 
 `--board esp32_devkitc` serves the esp32 build (build/esp32_devkitc/fs) on the
-esp32-port model (host_tools.esp32model): what a flashed ESP32 runs.
+esp32-port model (host_tools.testing.esp32_model): what a flashed ESP32 runs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Self
 
 from host_tools.paths import ToolError, micropython
-from host_tools.service import Service, die_with_parent
-from host_tools.target import DEFAULT_HEAP, heap_bytes, vectors_dir
+from host_tools.processes import Service, die_with_parent
+from host_tools.testing.target import DEFAULT_HEAP, heap_bytes, vectors_dir
 
 BOARDS = ("sim", "esp32_devkitc")
 POWER_ON_ENV = "WEARSAFE_VBOARD_POWER_ON"  # the supervisor's: code run first at each start
@@ -70,7 +70,7 @@ class VirtualBoard(Service):
         (C and silicon on a board) come on top, as on the unix target."""
         if self.board == "sim":
             return self.heapsize
-        from host_tools.esp32model import MODEL_HEAP
+        from host_tools.testing.esp32_model import MODEL_HEAP
 
         return str(heap_bytes(self.heapsize) + MODEL_HEAP)
 
@@ -83,8 +83,8 @@ class VirtualBoard(Service):
             return dict(os.environ, MICROPYPATH=f"{root}/lib:.frozen",
                         WEARSAFE_SIM_DIR=str(root), WEARSAFE_VECTORS=vectors_dir(),
                         WEARSAFE_SIM_SPEED="0", **{POWER_ON_ENV: ""})
-        from host_tools.build import build
-        from host_tools.esp32model import POWER_ON, model_env
+        from host_tools.device.build import build
+        from host_tools.testing.esp32_model import POWER_ON, model_env
 
         # The model's modules (the port's own), the esp32 build as the firmware's
         # frozen modules, then /lib (the board's root lib/) as on an ESP32.
@@ -98,7 +98,8 @@ class VirtualBoard(Service):
         env = self.environment()
         # raw,echo=0 on both sides, or mpremote's raw REPL fails. The supervisor's
         # stderr stays socat's (ours): MicroPython's goes to the board's pty.
-        child = f"exec:{sys.executable} -m host_tools.vboard {micropython()} {self.process_heap()}"
+        child = (f"exec:{sys.executable} -m host_tools.testing.vboard {micropython()} "
+                 f"{self.process_heap()}")
         cmd = ["socat", f"pty,raw,echo=0,link={self.port}",
                f"{child},pty,raw,echo=0,setsid,ctty"]
         try:
@@ -346,7 +347,7 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
-    """python -m host_tools.vboard MICROPYTHON HEAPSIZE: the supervisor socat runs."""
+    """python -m host_tools.testing.vboard MICROPYTHON HEAPSIZE: the supervisor socat runs."""
     die_with_parent()
     micropython_path, heapsize = argv
 

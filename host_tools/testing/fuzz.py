@@ -168,7 +168,7 @@ def _sealed(key: bytes, base_iv: bytes, kid: bytes, device: str) -> list[bytes]:
     import cbor2
     from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-    from host_tools.payloads import (
+    from host_tools.fleet.payloads import (
         ALG_AES_CCM_16_128_256,
         TAG_LEN,
         enc_structure,
@@ -187,7 +187,7 @@ def _sealed(key: bytes, base_iv: bytes, kid: bytes, device: str) -> list[bytes]:
 
 
 def _ota_fixture(workdir: Path) -> Fixture:
-    from host_tools.images import keygen, public_spki, sign, trust_document
+    from host_tools.updates.images import keygen, public_spki, sign, trust_document
 
     key = keygen(workdir / "fuzz-key.pem")
     payload = workdir / "payload.tar"
@@ -283,8 +283,8 @@ def _read_packet(sock: object) -> bytes:
 
 def _tls_fixture(workdir: Path) -> tuple[Path, Path]:
     """(the fleet CA's directory, a device's certs directory) for mqtt_tls."""
-    from host_tools.pki import der, write_private
-    from host_tools.server import Server
+    from host_tools.fleet.pki import der, write_private
+    from host_tools.fleet.server import Server
 
     ca = Server(workdir / "server").init().ca
     ca.issue("localhost", server=True)
@@ -321,7 +321,7 @@ def fixture(target: str, workdir: Path) -> Fixture:
     key, base_iv, kid = secrets.token_bytes(32), secrets.token_bytes(13), b"\x01\x02"
     sealed = _sealed(key, base_iv, kid, DEVICE)
     if target == "cose":
-        from host_tools.payloads import external_aad
+        from host_tools.fleet.payloads import external_aad
 
         aad = external_aad(DEVICE, f"devices/{DEVICE}/up")
         return Fixture(sealed + _cbor_seeds(), [key.hex(), base_iv.hex(), aad.hex()])
@@ -336,9 +336,9 @@ def _ingest_checker(workdir: Path, key: bytes, base_iv: bytes, kid: bytes
                     ) -> Callable[[bytes], str]:
     import io
 
-    from host_tools.ingest import Ingest
-    from host_tools.payloads import DeviceKey
-    from host_tools.server import Server
+    from host_tools.fleet.ingest import Ingest
+    from host_tools.fleet.payloads import DeviceKey
+    from host_tools.fleet.server import Server
 
     server = Server(workdir / "server").init()
     server.register(DEVICE, DeviceKey(kid, key, base_iv))

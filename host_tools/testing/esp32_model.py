@@ -20,12 +20,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from host_tools.build import compile_module
-from host_tools.nvsimage import nvs_image
+from host_tools.device.build import compile_module
+from host_tools.device.nvs_image import nvs_image
+from host_tools.device.provision import FACTORY_KEY, Device, provision
+from host_tools.fleet.pki import write_private
+from host_tools.fleet.server import Server
 from host_tools.paths import BOARDS, BUILD, ToolError, micropython
-from host_tools.pki import write_private
-from host_tools.provision import FACTORY_KEY, Device, provision
-from host_tools.server import Server
 
 SOURCES = (BOARDS / "sim" / "esp32port", BOARDS / "sim" / "simhw")
 BOARD = "esp32_devkitc"
@@ -85,7 +85,7 @@ def nvs_partition(variant: str = "ota") -> tuple[str, int]:
 
 def install_payload_key(state: Path, variant: str = "ota") -> None:
     """What `wearsafe flash` does on a board: the bundle's factory key out of the bundle,
-    as an NVS partition image (host_tools.nvsimage, the same generator) into the
+    as an NVS partition image (host_tools.device.nvs_image, the same generator) into the
     modelled nvs partition, which the model's esp32.NVS reads (nvsimage.py beside it).
     As after erase-flash, nothing the namespaces held before survives."""
     key_file = state / FACTORY_KEY

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from host_tools.build import build
+from host_tools.device.build import build
 from host_tools.paths import micropython
-from host_tools.target import BoardTarget, Result, TargetTest, UnixTarget, collect
+from host_tools.testing.target import BoardTarget, Result, TargetTest, UnixTarget, collect
 
 _TARGET_KEY = pytest.StashKey[Any]()
 _HEAP_KEY = pytest.StashKey[dict[str, tuple[int | None, int | None]]]()

@@ -2,7 +2,7 @@
 
 Espressif's generator (esp-idf-nvs-partition-gen, pinned in pyproject.toml)
 turns a CSV into the image of a whole NVS partition; esptool writes it at the
-partition's offset (host_tools/flash.py). The image holds exactly what
+partition's offset (host_tools/device/flash.py). The image holds exactly what
 firmware/lib/wearsafe/keystore.py Keystore.provision writes, in its namespace,
 all as blobs (what esp32.NVS.get_blob reads): dev_id, kid, base_iv, ctr_ceil
 (the nonce counter's ceiling, 8 zero bytes: counting starts at 0) and pkey.
@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from host_tools.fleet.pki import write_private
 from host_tools.paths import ToolError
-from host_tools.pki import write_private
 
 NAMESPACE = "wearsafe"  # keystore.NAMESPACE
 GENERATOR = "esp_idf_nvs_partition_gen"  # the package's module: `python -m` runs its CLI

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from host_tools.broker import RELEASE_ID
-from host_tools.images import KINDS, image_digest
-from host_tools.ingest import start_client, tls_client
+from host_tools.fleet.broker import RELEASE_ID
+from host_tools.fleet.mqtt import start_client, tls_client
+from host_tools.fleet.server import Server
 from host_tools.paths import ToolError, check_board
-from host_tools.server import Server
+from host_tools.updates.images import KINDS, image_digest
 
 CHUNK = 4096
 KIND_TLV = 0xA0

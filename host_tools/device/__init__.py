@@ -1,0 +1,1 @@
+"""Device side: build, check, device libraries, provisioning, flashing."""

@@ -1,0 +1,1 @@
+"""Fleet server: PKI, key vault, message store, broker, ingest, export and forget."""

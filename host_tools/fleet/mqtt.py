@@ -1,0 +1,41 @@
+"""The fleet's own MQTT clients (ingest, release, hil, forget): paho over mutual TLS,
+each proving a certificate of the fleet CA whose CN the broker makes its client id."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from host_tools.fleet.pki import OFFLINE_KEYS, OFFLINE_KEYS_ENV
+from host_tools.fleet.server import Server
+from host_tools.paths import ToolError
+
+
+def tls_client(server: Server, identity: str, clean_session: bool = True,
+               manual_ack: bool = False, cert_dir: Path | None = None) -> mqtt.Client:
+    """A paho client that proves `identity` (a certificate of the fleet CA, in its
+    directory or `cert_dir`), which the broker also makes its client id."""
+    ca = server.ca
+    certs = cert_dir or ca.directory
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity,
+                         protocol=mqtt.MQTTv311, clean_session=clean_session,
+                         manual_ack=manual_ack)
+    key = certs / f"{identity}.key" if cert_dir else ca.private_key_path(f"{identity}.key")
+    if not key.is_file():
+        raise ToolError(f"no private key for {identity} in {key.parent}"
+                        + (f" (set {OFFLINE_KEYS_ENV} to where `wearsafe keys-offline` moved "
+                           "it)" if key.name in OFFLINE_KEYS else ""))
+    client.tls_set(ca_certs=str(ca.cert_path), certfile=str(certs / f"{identity}.crt"),
+                   keyfile=str(key), cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
+def start_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
+    """Connect and start the network loop; ToolError when the broker cannot be reached."""
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise ToolError(f"{who}: cannot reach the broker at {host}:{port}: {e}") from e
+    client.loop_start()

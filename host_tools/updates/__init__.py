@@ -1,0 +1,1 @@
+"""Updates: signed MCUboot images and their release."""
