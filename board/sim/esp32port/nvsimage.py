@@ -1,6 +1,6 @@
 # ESP-IDF's NVS partition format, read as nvs_flash reads it: the model's esp32.NVS
 # seeds a namespace from the nvs partition's image (`wearsafe flash` writes one that
-# host_tools/nvsimage.py makes with Espressif's esp-idf-nvs-partition-gen) while nothing
+# host_tools/device/nvs_image.py makes with Espressif's esp-idf-nvs-partition-gen) while nothing
 # has been written to that namespace in the model. Imported only to seed, then dropped.
 # TEST EQUIPMENT (see time.py). Sources, ESP-IDF components/nvs_flash:
 # - private_include/nvs_constants.h: 4096-byte pages; a 32-byte header (state u32, seq

@@ -1,5 +1,5 @@
 # The update trust file, certs/update-trust.json, written at provisioning
-# (host_tools/images.py trust_document), read once at boot by install.load_trust,
+# (host_tools/updates/images.py trust_document), read once at boot by install.load_trust,
 # which unloads this module afterwards:
 #   {"class": board class, "class_id": 32 hex digits (the MCUboot class UUID),
 #    "keys": [SubjectPublicKeyInfo DER of an Ed25519 key, hex, ...],
