@@ -61,12 +61,12 @@ bench: deps
 
 hil: deps
 	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 [BROKER=host:8883 SERVER=dir]"; exit 2; }
-	$(WS) hil --port $(PORT) $(if $(BROKER),--broker $(BROKER) --server $(SERVER),--suite-only)
+	$(WS) hil --serial $(PORT) $(if $(BROKER),--broker $(BROKER) --server $(SERVER),--suite-only)
 
 flash: deps
 	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyUSB0 BUNDLE=bundles/dev-1 [FIRMWARE=ESP32_GENERIC-OTA-<date>-v1.29.0.bin]"; \
 	  echo "FIRMWARE: MicroPython's ESP32_GENERIC, variant OTA: its combined .bin, written at 0x1000 (signed firmware updates go into its second OTA slot); STOCK_FIRMWARE=1 to flash one without OTA slots"; exit 2; }
-	$(WS) flash --port $(PORT) --bundle $(BUNDLE) $(if $(FIRMWARE),--firmware $(FIRMWARE),--app-only) $(if $(STOCK_FIRMWARE),--stock-firmware)
+	$(WS) flash --serial $(PORT) --bundle $(BUNDLE) $(if $(FIRMWARE),--firmware $(FIRMWARE),--app-only) $(if $(STOCK_FIRMWARE),--stock-firmware)
 
 clean:
 	rm -rf build .cache

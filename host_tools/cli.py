@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from host_tools import paths
+
+
+@contextlib.contextmanager
+def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar (rich) for long work while it runs, on a terminal only: a log
+    gets the result lines, not a stream of redraws."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _of(step: Callable[[int, int], None], total: int, done: int) -> None:
+    step(done, total)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -46,12 +68,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_broker_config(args: argparse.Namespace) -> int:
     import ipaddress
 
-    from host_tools.fleet.broker import write_aws_policy, write_config
+    from host_tools.fleet.broker import parse_address, write_aws_policy, write_config
     from host_tools.fleet.pki import LOCAL_NAMES, broker_names
     from host_tools.fleet.server import Server
 
+    host, port = parse_address(args.listen, "--listen")
     try:  # a broker listening on one address is reached at it
-        listen = [] if ipaddress.ip_address(args.host).is_unspecified else [args.host]
+        listen = [] if ipaddress.ip_address(host).is_unspecified else [host]
     except ValueError:
         listen = []
     names = broker_names([*args.broker_name, *listen])  # checked before anything is written
@@ -61,11 +84,11 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     installed = args.out / ca.broker_cert_path.name
     before = installed.read_bytes() if installed.is_file() else None
     reissued = ca.ensure_broker_certificate(names)
-    conf = write_config(args.out, ca, args.port, args.host, names=names)
+    conf = write_config(args.out, ca, port, host, names=names)
     print(f"{conf}\n{write_aws_policy(args.out)}")
     certified = ca.certified_broker_names() or []
-    print(f"broker certificate names: {', '.join(certified)} (devices' --broker-host must be "
-          "one of these)")
+    print(f"broker certificate names: {', '.join(certified)} (the host of a device's --broker "
+          "must be one of these)")
     if reissued and existed:
         print("re-issued the broker certificate: reload the broker (send it SIGHUP, or "
               "restart it) so it presents the new one; a broker configured from another "
@@ -80,17 +103,18 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from host_tools.fleet.broker import parse_address
     from host_tools.fleet.ingest import Ingest
     from host_tools.fleet.server import open_server
 
-    print(f"ingest: {args.server} <- {args.host}:{args.port}; Ctrl-C stops it", flush=True)
+    host, port = parse_address(args.broker)
+    print(f"ingest: {args.server} <- {host}:{port}; Ctrl-C stops it", flush=True)
     server = open_server(args.server)
     if not server.ca.offline and not server.is_simulator:
         print(f"warning: {server.ca.directory} holds the fleet CA's or the release identity's "
               "private key: whoever reads the ingest's directory could mint devices or "
               "publish updates. Move them: `wearsafe keys-offline`", file=sys.stderr)
-    Ingest(server).run(args.port, args.host, args.process,
-                                         shared=args.shared)
+    Ingest(server).run(port, host, args.process, shared=args.shared)
     return 0
 
 
@@ -109,11 +133,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from host_tools.fleet.broker import parse_address
     from host_tools.fleet.forget import forget
     from host_tools.fleet.server import open_server
-    from host_tools.testing.hil import parse_broker
 
-    broker = parse_broker(args.broker) if args.broker else None
+    broker = parse_address(args.broker) if args.broker else None
     deleted, notes = forget(open_server(args.server), args.device, broker)
     print(f"forgot device {args.device}: key destroyed, {deleted} stored messages deleted, "
           "certificate revoked (in the CRL)")
@@ -224,15 +248,15 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_image(args: argparse.Namespace) -> int:
+    from host_tools.fleet.broker import parse_address
     from host_tools.fleet.server import open_server
     from host_tools.updates.release import publish_image
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rpublishing {done * 100 // total:3d}% of {total} bytes", end="", flush=True)
-
-    announcement = publish_image(open_server(args.server), args.port, args.image, args.board,
-                                 args.host, progress)
-    print(f"\nannounced on updates/{args.board}/announce: {json.dumps(announcement)}")
+    host, port = parse_address(args.broker)
+    with progress(f"publishing {args.image.name} (bytes)") as step:
+        announcement = publish_image(open_server(args.server), port, args.image, args.board,
+                                     host, step)
+    print(f"announced on updates/{args.board}/announce: {json.dumps(announcement)}")
     return 0
 
 
@@ -247,15 +271,17 @@ def cmd_verify_image(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     from host_tools.device.build import build
     from host_tools.device.provision import provision
+    from host_tools.fleet.broker import parse_address
     from host_tools.fleet.pki import host_name
     from host_tools.fleet.server import Server
 
     paths.check_board(args.board)
-    broker_host = host_name(args.broker_host)  # checked before anything is written
+    host, port = parse_address(args.broker)
+    broker_host = host_name(host)  # checked before anything is written
     new_ca = not (args.server / "pki" / "ca.crt").exists()
     server = Server(args.server).init()
     new_broker_cert = not server.ca.broker_cert_path.exists()
-    settings = {"broker_host": broker_host, "broker_port": args.broker_port,
+    settings = {"broker_host": broker_host, "broker_port": port,
                 "batch_seconds": args.batch_seconds}
     device = provision(server, args.board, args.out, settings, force=args.force,
                        sim_fs=build("sim") if args.board == "sim" else None)
@@ -276,7 +302,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_flash(args: argparse.Namespace) -> int:
     from host_tools.device.flash import flash
 
-    flash(args.port, args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
+    flash(_serial(args), args.board, args.bundle, firmware=args.firmware, app_only=args.app_only,
           frozen=args.frozen, wifi=args.wifi, baud=args.baud, dry_run=args.dry_run,
           stock_firmware=args.stock_firmware)
     return 0
@@ -292,10 +318,10 @@ def cmd_hil(args: argparse.Namespace) -> int:
             raise paths.ToolError("give --broker HOST:PORT and --server DIR for the end-to-end "
                                   "check, or --suite-only")
         certified_broker(args.broker, open_server(args.server))  # before the board is touched
-    status = run_suite(args.port, args.board, args.select)
+    status = run_suite(_serial(args), args.board, args.select)
     if status != 0 or args.suite_only:
         return status
-    return board_end_to_end(args.port, args.board, args.broker, args.server)
+    return board_end_to_end(_serial(args), args.board, args.broker, args.server)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -316,13 +342,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     reports = []
     for target in args.target or [t for t in fuzz.TARGETS if t != "canary"]:
         count = args.tls_count if target == "mqtt_tls" else args.count
-
-        def progress(done: int, total: int = count, name: str = target) -> None:
-            print(f"\r{name}: {done}/{total} inputs", end="", flush=True)
-
-        report = fuzz.run(target, count, args.seed, args.corpus,
-                          progress if sys.stdout.isatty() else None)
-        print("\r\x1b[K" if sys.stdout.isatty() else "", report.line(), sep="", flush=True)
+        with progress(f"{target}: inputs") as step:
+            report = fuzz.run(target, count, args.seed, args.corpus,
+                              functools.partial(_of, step, count) if step else None)
+        print(report.line(), flush=True)
         for failure in (report.crashes + report.hangs)[:10]:
             print(f"  {failure}")
         reports.append(report)
@@ -362,8 +385,76 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return status
 
 
+# One spelling per concept, each option defined once below. Older spellings keep
+# working (scripts and CI jobs call them) but are not shown: see ALIASES.
+SERVER_HELP = ("the fleet's server directory: fleet CA, key vault, message store, audit "
+               "log (docs/ARCHITECTURE.md)")
+BOARD_RULE = ("commands that make a device or touch a board (provision, flash, hil) default "
+              "to esp32_devkitc; the others, which work on this desktop, to sim")
+GROUPS = {  # how `wearsafe --help` lists the commands
+    "device": ("build", "check", "devlibs", "provision", "flash", "verify-image"),
+    "fleet": ("broker-config", "ingest", "export", "forget", "kek-rotate", "keys-offline",
+              "crl-renew", "pki-status"),
+    "updates": ("signing-key", "sign", "publish-image"),
+    "sim": ("sim", "report"),
+    "test": ("hil", "vboard", "fuzz", "report-security", "bench"),
+}
+
+
+def add_server(sp: argparse.ArgumentParser, required: bool = True) -> None:
+    sp.add_argument("--server", type=Path, required=required, metavar="DIR", help=SERVER_HELP)
+
+
+def add_board(sp: argparse.ArgumentParser, on_desktop: bool,
+              choices: tuple[str, ...] | None = None) -> None:
+    default = "sim" if on_desktop else "esp32_devkitc"
+    sp.add_argument("--board", default=default, choices=choices,
+                    help=f"board folder under board/: {', '.join(paths.board_names())} "
+                         f"(default {default}: {BOARD_RULE})")
+
+
+def add_broker(sp: argparse.ArgumentParser, help: str, default: str | None = "localhost:8883",
+               aliases: tuple[str, str] | None = ("--host", "--port"),
+               name: str = "--broker") -> None:
+    """HOST:PORT of a broker; the older HOST and PORT options stay as hidden aliases."""
+    sp.add_argument(name, metavar="HOST:PORT", default=default,
+                    help=help + (f" (default {default})" if default else ""))
+    if aliases:
+        sp.add_argument(aliases[0], dest="alias_host", help=argparse.SUPPRESS)
+        sp.add_argument(aliases[1], dest="alias_port", type=int, help=argparse.SUPPRESS)
+        sp.set_defaults(address_option=name.lstrip("-"))
+
+
+def add_serial(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--serial", metavar="PORT", help="the board's serial port, e.g. /dev/ttyUSB0")
+    sp.add_argument("--port", dest="alias_serial", help=argparse.SUPPRESS)
+
+
+def resolve_aliases(args: argparse.Namespace) -> argparse.Namespace:
+    """Fold the older spellings into the preferred options."""
+    option = getattr(args, "address_option", None)
+    if option and (args.alias_host is not None or args.alias_port is not None):
+        current = getattr(args, option) or "localhost:8883"
+        host, _, port = current.rpartition(":")
+        if args.alias_host is not None:  # as given: an IPv6 address goes in brackets
+            host = f"[{args.alias_host}]" if ":" in args.alias_host else args.alias_host
+        setattr(args, option, f"{host}:{args.alias_port if args.alias_port else port}")
+    if getattr(args, "alias_serial", None) and not args.serial:
+        args.serial = args.alias_serial
+    return args
+
+
+def _serial(args: argparse.Namespace) -> str:
+    if not args.serial:
+        raise paths.ToolError("give the board's serial port: --serial PORT (e.g. /dev/ttyUSB0)")
+    return str(args.serial)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wearsafe", description=__doc__)
+    listing = "\n".join(f"  {group:8} {', '.join(names)}" for group, names in GROUPS.items())
+    p = argparse.ArgumentParser(
+        prog="wearsafe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands, by who uses them (wearsafe COMMAND --help for each):\n{listing}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
@@ -371,18 +462,141 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
+    # -- device
     sp = add("build", cmd_build, "assemble build/<board>/fs with every module compiled to .mpy")
-    sp.add_argument("--board", default="sim", help="board folder under board/ (default: sim)")
+    add_board(sp, on_desktop=True)
     add("devlibs", cmd_devlibs, "fetch the pinned device libraries pip cannot install "
                                 "(sha256-checked) into third_party/lib")
     add("check", cmd_check, "compile device code with mpy-cross and type-check it against "
                             "its port's modules")
+    sp = add("provision", cmd_provision, "provision a device: identity, certificate, payload "
+                                         "key (registered with the ingest) and its bundle")
+    sp.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    add_board(sp, on_desktop=False)
+    add_server(sp)
+    add_broker(sp, "the broker the device connects to; the broker's certificate must name "
+                   "HOST (broker-config --broker-name)", aliases=("--broker-host", "--broker-port"))
+    sp.add_argument("--batch-seconds", type=int, default=60,
+                    help="seconds of vitals per sealed message (default 60)")
+    sp.add_argument("--force", action="store_true",
+                    help="replace the identity and keys of a device already in --out")
+    sp = add("flash", cmd_flash, "flash a dev board: MicroPython and the payload key with "
+                                 "esptool, then the app and a device bundle with mpremote")
+    add_serial(sp)
+    sp.add_argument("--bundle", type=Path, required=True,
+                    help="device bundle from `wearsafe provision`")
+    sp.add_argument("--firmware", type=Path,
+                    help="MicroPython's combined firmware .bin, written at 0x1000: "
+                         "ESP32_GENERIC, variant OTA (two OTA app slots, which signed "
+                         "firmware updates need)")
+    sp.add_argument("--stock-firmware", action="store_true",
+                    help="accept a --firmware without OTA app slots (e.g. the stock "
+                         "ESP32_GENERIC): the board then cannot take signed firmware updates")
+    add_board(sp, on_desktop=False)
+    sp.add_argument("--app-only", action="store_true",
+                    help="keep the MicroPython on the board: copy the app and bundle only")
+    sp.add_argument("--frozen", action="store_true",
+                    help="the firmware has the app frozen in (board/<board>/manifest.py): "
+                         "do not copy lib/")
+    sp.add_argument("--wifi", type=Path, help='Wi-Fi settings to copy: {"ssid": ..., "key": ...}')
+    sp.add_argument("--baud", type=int, help="esptool baud rate (default: the board's)")
+    sp.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    sp = add("verify-image", cmd_verify_image, "run the device's own verifier on an image with "
+                                               "a device bundle's trust anchors and counters; "
+                                               "exit 0 only when the device would accept it")
+    sp.add_argument("image", type=Path)
+    sp.add_argument("--bundle", type=Path, required=True, help="device bundle directory")
+
+    # -- fleet (commands that touch a fleet's server directory name it: no default
+    # can point a production command at the simulator's, whose update key is a throwaway)
+    sp = add("broker-config", cmd_broker_config, "write a TLS-only Mosquitto configuration, its "
+                                                 "ACL and CRL, and the same rules as an AWS IoT "
+                                                 "Core policy")
+    add_server(sp)
+    sp.add_argument("--out", type=Path, required=True, help="directory to write into")
+    add_broker(sp, "address and TLS port the broker listens on (an address other than "
+                   "0.0.0.0 or :: is put in its certificate too)", default="0.0.0.0:8883",
+               name="--listen")
+    sp.add_argument("--broker-name", action="append", default=[], metavar="NAME",
+                    help="a DNS name or IP address devices reach the broker by, for its "
+                         "certificate (repeatable; localhost and 127.0.0.1 always; names "
+                         "certified before stay; no wildcards)")
+    sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
+    add_server(sp)
+    add_broker(sp, "the broker to take messages from (HOST as its certificate names it)")
+    sp.add_argument("--process", type=int, default=1, metavar="N",
+                    help="this ingest process's number, 1 to 8: each has its own "
+                         "certificate, whose name the broker makes its client id")
+    sp.add_argument("--shared", action="store_true",
+                    help="split the load with other ingest processes ($share/ingest/...); "
+                         "Mosquitto 2.0 drops what arrives right after a broker restart then")
+    sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
+    add_server(sp)
+    sp.add_argument("--device", required=True, help="device pseudonym")
+    sp.add_argument("--format", choices=("csv", "fhir"), default="csv")
+    sp.add_argument("--out", type=Path, help="file to write (0600); default standard output")
+    sp = add("forget", cmd_forget, "crypto-shred a device: destroy its key, delete its records, "
+                                   "revoke its certificate (audited)")
+    add_server(sp)
+    sp.add_argument("--device", required=True, help="device pseudonym")
+    add_broker(sp, "the broker where its live session is cut (default: the listener of the "
+                   "server's own broker configuration)", default=None, aliases=None)
+    sp = add("kek-rotate", cmd_kek_rotate, "rewrap every device key in the vault under a "
+                                           "new key-encryption key")
+    add_server(sp)
+    sp = add("keys-offline", cmd_keys_offline, "move the keys that can mint a device or "
+                                               "publish an update (the fleet CA's, the release "
+                                               "identity's) off the server directory")
+    add_server(sp)
+    sp.add_argument("--out", type=Path, required=True,
+                    help="a directory off the ingest's machine (created 0700)")
+    sp = add("crl-renew", cmd_crl_renew, "re-sign the CRL when it is due (fewer than 20 days "
+                                         "left), copy it into each broker configuration and "
+                                         "reload the broker; schedule it daily")
+    add_server(sp)
+    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
+                    help="a broker's configuration directory (broker-config --out): its "
+                         "crl.pem is replaced whole (repeatable; SERVER/broker always when "
+                         "it holds a mosquitto.conf)")
+    sp.add_argument("--broker-pid", type=Path, action="append", default=[], metavar="FILE",
+                    help="the pid file of a running Mosquitto (it writes one only with "
+                         "`daemon true`) to send SIGHUP when the CRL changed (repeatable); "
+                         "under systemd: `systemctl reload mosquitto`")
+    sp.add_argument("--force", action="store_true", help="re-sign now even if not yet due")
+    sp = add("pki-status", cmd_pki_status, "when the CA, the broker's certificate, the CRL, "
+                                           "the service and device certificates end; exit "
+                                           "status 1 when something needs attention")
+    add_server(sp)
+    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
+                    help="also check the CRL this broker configuration holds (repeatable)")
+
+    # -- updates
+    sp = add("signing-key", cmd_signing_key, "create an Ed25519 image-signing key (imgtool) and "
+                                             "make devices provisioned from now on trust it")
+    add_server(sp)
+    sp.add_argument("--key", type=Path, required=True, help="private key file (PEM, 0600)")
+    sp = add("sign", cmd_sign, "sign a firmware or app bundle into an MCUboot image (imgtool)")
+    sp.add_argument("payload", type=Path, nargs="?",
+                    help="firmware .bin; for --kind app, default: a bundle of build/<board>")
+    sp.add_argument("--key", type=Path, required=True, help="Ed25519 signing key (PEM)")
+    sp.add_argument("--version", required=True, help="MAJOR.MINOR.REVISION[+BUILD]")
+    sp.add_argument("--counter", type=int, required=True,
+                    help="security counter: devices refuse images below the one they run")
+    add_board(sp, on_desktop=True)
+    sp.add_argument("--kind", choices=("app", "firmware"), default="app")
+    sp.add_argument("--out", type=Path, required=True, help="image file to write")
+    sp = add("publish-image", cmd_publish_image, "publish a signed image to a board class's "
+                                                 "update channel (retained, over TLS)")
+    sp.add_argument("image", type=Path)
+    add_server(sp)
+    add_board(sp, on_desktop=True)
+    add_broker(sp, "the broker to publish on (HOST as its certificate names it)")
+
+    # -- sim
     sp = add("sim", cmd_sim, "run a broker, the ingest and a fleet of simulated devices end "
                              "to end, with a live view; a summary at the end")
     sp.add_argument("--devices", type=int, default=5, help="how many devices (default 5)")
-    sp.add_argument("--board", default="sim", choices=("sim", "esp32_devkitc"),
-                    help="sim (default), or esp32_devkitc: that board's module over the "
-                         "esp32-port model (board/sim/esp32port)")
+    add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
     sp.add_argument("--duration", type=float,
                     help="seconds to run (default: until Ctrl-C)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
@@ -404,153 +618,32 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-seconds", type=int, default=5,
                     help="seconds of vitals per sealed message (device default 60; 5 here "
                          "so a short run shows messages)")
-    # Commands that touch a fleet's server directory name it: no default can point a
-    # production command at the simulator's (whose update key is a throwaway).
-    sp = add("broker-config", cmd_broker_config, "write a TLS-only Mosquitto configuration, its "
-                                                 "ACL and CRL, and the same rules as an AWS IoT "
-                                                 "Core policy")
-    sp.add_argument("--server", type=Path, required=True,
-                    help="server directory holding the fleet CA (created if missing)")
-    sp.add_argument("--out", type=Path, required=True, help="directory to write into")
-    sp.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
-    sp.add_argument("--host", default="0.0.0.0",
-                    help="address to listen on (an address other than 0.0.0.0 or :: is put "
-                         "in the certificate too)")
-    sp.add_argument("--broker-name", action="append", default=[], metavar="NAME",
-                    help="a DNS name or IP address devices reach the broker by, for its "
-                         "certificate (repeatable; localhost and 127.0.0.1 always; names "
-                         "certified before stay; no wildcards)")
-    sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--host", default="localhost", help="broker host name (its certificate's)")
-    sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
-    sp.add_argument("--process", type=int, default=1, metavar="N",
-                    help="this ingest process's number, 1 to 8: each has its own "
-                         "certificate, whose name the broker makes its client id")
-    sp.add_argument("--shared", action="store_true",
-                    help="split the load with other ingest processes ($share/ingest/...); "
-                         "Mosquitto 2.0 drops what arrives right after a broker restart then")
-    sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--device", required=True, help="device pseudonym")
-    sp.add_argument("--format", choices=("csv", "fhir"), default="csv")
-    sp.add_argument("--out", type=Path, help="file to write (0600); default standard output")
-    sp = add("forget", cmd_forget, "crypto-shred a device: destroy its key, delete its records, "
-                                   "revoke its certificate (audited)")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--device", required=True, help="device pseudonym")
-    sp.add_argument("--broker", metavar="HOST:PORT",
-                    help="the broker where its live session is cut (default: the listener "
-                         "of the server's own broker configuration)")
-    sp = add("kek-rotate", cmd_kek_rotate, "rewrap every device key in the vault under a "
-                                           "new key-encryption key")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp = add("keys-offline", cmd_keys_offline, "move the keys that can mint a device or "
-                                               "publish an update (the fleet CA's, the release "
-                                               "identity's) off the server directory")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--out", type=Path, required=True,
-                    help="a directory off the ingest's machine (created 0700)")
-    sp = add("crl-renew", cmd_crl_renew, "re-sign the CRL when it is due (fewer than 20 days "
-                                         "left), copy it into each broker configuration and "
-                                         "reload the broker; schedule it daily")
-    sp.add_argument("--server", type=Path, required=True, help="server directory (fleet CA)")
-    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
-                    help="a broker's configuration directory (broker-config --out): its "
-                         "crl.pem is replaced whole (repeatable; SERVER/broker always when "
-                         "it holds a mosquitto.conf)")
-    sp.add_argument("--broker-pid", type=Path, action="append", default=[], metavar="FILE",
-                    help="the pid file of a running Mosquitto (it writes one only with "
-                         "`daemon true`) to send SIGHUP when the CRL changed (repeatable); "
-                         "under systemd: `systemctl reload mosquitto`")
-    sp.add_argument("--force", action="store_true", help="re-sign now even if not yet due")
-    sp = add("pki-status", cmd_pki_status, "when the CA, the broker's certificate, the CRL, "
-                                           "the service and device certificates end; exit "
-                                           "status 1 when something needs attention")
-    sp.add_argument("--server", type=Path, required=True, help="server directory (fleet CA)")
-    sp.add_argument("--broker-dir", type=Path, action="append", default=[], metavar="DIR",
-                    help="also check the CRL this broker configuration holds (repeatable)")
-    sp = add("signing-key", cmd_signing_key, "create an Ed25519 image-signing key (imgtool) and "
-                                             "make devices provisioned from now on trust it")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--key", type=Path, required=True, help="private key file (PEM, 0600)")
-    sp = add("sign", cmd_sign, "sign a firmware or app bundle into an MCUboot image (imgtool)")
-    sp.add_argument("payload", type=Path, nargs="?",
-                    help="firmware .bin; for --kind app, default: a bundle of build/<board>")
-    sp.add_argument("--key", type=Path, required=True, help="Ed25519 signing key (PEM)")
-    sp.add_argument("--version", required=True, help="MAJOR.MINOR.REVISION[+BUILD]")
-    sp.add_argument("--counter", type=int, required=True,
-                    help="security counter: devices refuse images below the one they run")
-    sp.add_argument("--board", default="sim", help="board class the image is for")
-    sp.add_argument("--kind", choices=("app", "firmware"), default="app")
-    sp.add_argument("--out", type=Path, required=True, help="image file to write")
-    sp = add("publish-image", cmd_publish_image, "publish a signed image to a board class's "
-                                                 "update channel (retained, over TLS)")
-    sp.add_argument("image", type=Path)
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
-    sp.add_argument("--board", default="sim", help="board class (update channel)")
-    sp.add_argument("--host", default="localhost", help="broker host name")
-    sp.add_argument("--port", type=int, default=8883, help="broker TLS port")
-    sp = add("verify-image", cmd_verify_image, "run the device's own verifier on an image with "
-                                               "a device bundle's trust anchors and counters; "
-                                               "exit 0 only when the device would accept it")
-    sp.add_argument("image", type=Path)
-    sp.add_argument("--bundle", type=Path, required=True, help="device bundle directory")
-    sp = add("provision", cmd_provision, "provision a device: identity, certificate, payload "
-                                         "key (registered with the ingest) and its bundle")
-    sp.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    sp.add_argument("--board", default="esp32_devkitc",
-                    help=f"board it is for: {', '.join(paths.board_names())} "
-                         "(default esp32_devkitc)")
-    sp.add_argument("--server", type=Path, required=True,
-                    help="server directory: fleet CA (created on first use), key vault")
-    sp.add_argument("--broker-host", default="localhost",
-                    help="broker host name or IP address the device connects to; the "
-                         "broker's certificate must name it (broker-config --broker-name)")
-    sp.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
-    sp.add_argument("--batch-seconds", type=int, default=60,
-                    help="seconds of vitals per sealed message (default 60)")
-    sp.add_argument("--force", action="store_true",
-                    help="replace the identity and keys of a device already in --out")
-    sp = add("flash", cmd_flash, "flash a dev board: MicroPython with esptool, then the app "
-                                 "and a device bundle with mpremote")
-    sp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-    sp.add_argument("--bundle", type=Path, required=True,
-                    help="device bundle from `wearsafe provision`")
-    sp.add_argument("--firmware", type=Path,
-                    help="MicroPython's combined firmware .bin, written at 0x1000: "
-                         "ESP32_GENERIC, variant OTA (two OTA app slots, which signed "
-                         "firmware updates need)")
-    sp.add_argument("--stock-firmware", action="store_true",
-                    help="accept a --firmware without OTA app slots (e.g. the stock "
-                         "ESP32_GENERIC): the board then cannot take signed firmware updates")
-    sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
-    sp.add_argument("--app-only", action="store_true",
-                    help="keep the MicroPython on the board: copy the app and bundle only")
-    sp.add_argument("--frozen", action="store_true",
-                    help="the firmware has the app frozen in (board/<board>/manifest.py): "
-                         "do not copy lib/")
-    sp.add_argument("--wifi", type=Path, help='Wi-Fi settings to copy: {"ssid": ..., "key": ...}')
-    sp.add_argument("--baud", type=int, help="esptool baud rate (default: the board's)")
-    sp.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote, then "
-                             "the board end to end against a broker")
-    sp.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
-    sp.add_argument("--board", default="esp32_devkitc", help="board build to copy")
-    sp.add_argument("--broker", metavar="HOST:PORT",
-                    help="broker the board can reach, for the end-to-end check")
-    sp.add_argument("--server", type=Path,
-                    help="server directory that provisioned the board (to open its messages)")
-    sp.add_argument("-k", dest="select", metavar="EXPR",
-                    help="only the target tests matching this pytest expression")
-    sp.add_argument("--suite-only", action="store_true", help="skip the end-to-end check")
     sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
                                    "of the vitals received and the fleet's delivery figures")
-    sp.add_argument("--server", type=Path, required=True, help="server directory")
+    add_server(sp)
     sp.add_argument("--summary", type=Path,
                     help="a `wearsafe sim` summary.json (default: next to the server directory)")
     sp.add_argument("--out", type=Path, default=paths.ROOT / "sim-state" / "report.html",
                     help="page to write (default sim-state/report.html)")
+
+    # -- test
+    sp = add("hil", cmd_hil, "run the target test suite on a board through mpremote, then "
+                             "the board end to end against a broker")
+    add_serial(sp)
+    add_board(sp, on_desktop=False)
+    add_broker(sp, "a broker the board can reach, for the end-to-end check", default=None,
+               aliases=None)
+    add_server(sp, required=False)
+    sp.add_argument("-k", dest="select", metavar="EXPR",
+                    help="only the target tests matching this pytest expression")
+    sp.add_argument("--suite-only", action="store_true", help="skip the end-to-end check")
+    sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote; "
+                                   "it resets like a board (soft reset, machine.reset)")
+    sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
+                    help="its directory: tty link and filesystem root")
+    add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
+    sp.add_argument("--heap", default="96K",
+                    help="GC heap the board's code gets (default 96K, like an ESP32)")
     sp = add("fuzz", cmd_fuzz, "fuzz the decoders facing the network (OTA images, CBOR, COSE, "
                                "MQTT from a hostile broker, the ingest) with generated inputs")
     sp.add_argument("--target", action="append", choices=("ota", "cbor", "cose", "mqtt",
@@ -565,22 +658,12 @@ def parser() -> argparse.ArgumentParser:
     add("report-security", cmd_report_security, "run the tests of the threat table in "
                                                 "docs/SECURITY.md and print one verdict per "
                                                 "threat with the counts the tests recorded")
-    sp = add("vboard", cmd_vboard, "serve a virtual board (unix port behind a pty) for mpremote; "
-                                   "it resets like a board (soft reset, machine.reset)")
-    sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
-                    help="its directory: tty link and filesystem root")
-    sp.add_argument("--board", choices=("sim", "esp32_devkitc"), default="sim",
-                    help="sim: the unix port, running what is copied onto it (wearsafe flash "
-                         "--board sim, the target harness); esp32_devkitc: the esp32 build "
-                         "on the esp32-port model, as an ESP32 runs it (default sim)")
-    sp.add_argument("--heap", default="96K",
-                    help="GC heap the board's code gets (default 96K, like an ESP32)")
     add("bench", cmd_bench, "run the benchmarks in tests/bench and print their figures")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = resolve_aliases(parser().parse_args(argv))
     try:
         return int(args.func(args))
     except paths.ToolError as e:

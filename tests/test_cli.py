@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 
 import pytest
 
-from host_tools.cli import main, parser
+from host_tools.cli import BOARD_RULE, GROUPS, SERVER_HELP, main, parser, resolve_aliases
 from host_tools.paths import venv_tool
 
 COMMANDS = sorted(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
@@ -50,3 +51,41 @@ def test_broker_config_writes_a_tls_only_configuration(tmp_path):
     policy = json.loads((out / "aws-iot-policy.json").read_text())
     actions = {s["Action"] for s in policy["Statement"]}
     assert actions == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    return dict(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_one_spelling_per_concept_in_every_commands_help():
+    old = {"--host", "--port", "--broker-host", "--broker-port"}  # hidden aliases only
+    seen: dict[str, set[str]] = {}
+    for name, sp in subparsers().items():
+        for action in sp._actions:
+            if action.help == argparse.SUPPRESS or not action.option_strings:
+                continue
+            assert not old & set(action.option_strings), (name, action.option_strings)
+            seen.setdefault(action.option_strings[0], set()).add(action.help or "")
+            if action.metavar == "HOST:PORT":
+                assert action.option_strings in (["--broker"], ["--listen"]), name
+    assert seen["--server"] == {SERVER_HELP}  # one definition
+    assert all(BOARD_RULE in h for h in seen["--board"])  # the rule, stated each time
+    assert {name for name, sp in subparsers().items()
+            if any("--serial" in a.option_strings for a in sp._actions)} == {"flash", "hil"}
+    grouped = [c for names in GROUPS.values() for c in names]
+    assert sorted(grouped) == COMMANDS  # each command in exactly one group of --help
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["ingest", "--server", "S", "--host", "b.example", "--port", "1883"], "broker",
+     "b.example:1883"),
+    (["provision", "--server", "S", "--out", "o", "--broker-host", "10.0.0.2"], "broker",
+     "10.0.0.2:8883"),
+    (["publish-image", "i", "--server", "S", "--port", "9883"], "broker", "localhost:9883"),
+    (["broker-config", "--server", "S", "--out", "o", "--host", "127.0.0.2"], "listen",
+     "127.0.0.2:8883"),
+    (["flash", "--port", "/dev/ttyUSB7", "--bundle", "b"], "serial", "/dev/ttyUSB7"),
+    (["hil", "--port", "/dev/ttyACM0"], "serial", "/dev/ttyACM0"),
+])
+def test_the_older_spellings_still_work(argv: list[str], field: str, value: str):
+    assert getattr(resolve_aliases(parser().parse_args(argv)), field) == value

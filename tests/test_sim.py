@@ -14,6 +14,8 @@ import termios
 import time
 from pathlib import Path
 
+import pyte
+
 from host_tools.paths import venv_tool
 
 WEARSAFE = venv_tool("wearsafe")
@@ -39,11 +41,9 @@ def processes_using(state: Path) -> list[str]:
     return found
 
 
-def device_rows(screen: bytes) -> list[str]:
-    """The device rows of the last complete frame of the live view."""
-    frames = screen.decode(errors="replace").replace("\r", "").split("\x1b[H\x1b[2J")
-    return [line for line in frames[-2].splitlines() if line.startswith("device-")] \
-        if len(frames) > 2 else []
+def device_rows(terminal: pyte.Screen) -> list[str]:
+    """The device rows of the live table as the terminal shows it now."""
+    return [line.strip() for line in terminal.display if line.strip().startswith("device-")]
 
 
 def read_or_eof(fd: int, timeout: float) -> bytes:
@@ -93,18 +93,23 @@ def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp
 
 def test_the_live_view_shows_each_devices_vitals_and_ctrl_c_leaves_no_process(tmp_path):
     pid, fd = pty.fork()
-    if pid == 0:  # the child: wearsafe sim on a terminal
-        os.execv(WEARSAFE, [WEARSAFE, "sim", "--devices", "2", "--batch-seconds", "2",
-                            "--scenario", "walk", "--state", str(tmp_path)])
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    if pid == 0:  # the child: wearsafe sim on a terminal of 160 x 40 from its first line
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        os.execve(WEARSAFE, [WEARSAFE, "sim", "--devices", "2", "--batch-seconds", "2",
+                             "--scenario", "walk", "--state", str(tmp_path)], env)
+    terminal = pyte.Screen(160, 40)  # what a person sees: the output rendered by a VT emulator
+    stream = pyte.ByteStream(terminal)
     screen, rows, status = b"", [], None
     try:
         # until both show a heart rate from a message the ingest stored
         deadline = time.monotonic() + 90
         while len(rows) < 2 or not all(row.split()[4].isdigit() for row in rows):
-            assert time.monotonic() < deadline, screen[-3000:].decode(errors="replace")
-            screen += read_or_eof(fd, timeout=1)
-            rows = device_rows(screen)
+            assert time.monotonic() < deadline, "\n".join(terminal.display)
+            chunk = read_or_eof(fd, timeout=1)
+            screen += chunk
+            stream.feed(chunk)
+            rows = device_rows(terminal)
         os.kill(pid, signal.SIGINT)  # Ctrl-C
         deadline = time.monotonic() + 120
         while status is None and time.monotonic() < deadline:

@@ -162,7 +162,7 @@ def certified_broker_host(server: Server, host: str, issue: bool = True) -> str:
         raise ToolError(
             f"the broker's certificate ({ca.broker_cert_path}) names {', '.join(certified)} "
             f"but does not name {name!r}: a device given it as broker_host would refuse the "
-            "broker (it checks the broker's host name). Give --broker-host one of those "
+            "broker (it checks the broker's host name). Give --broker one of those "
             f"names, or add it: `wearsafe broker-config --server {server.directory} --out "
             f"DIR --broker-name {name}` (DIR: where your broker's configuration is; the "
             "names already certified stay), reload the broker (send it SIGHUP, or restart "

@@ -113,6 +113,19 @@ def reload_broker(ca: FleetCA, broker_dir: Path) -> str:
                 "reload yours (SIGHUP, or systemctl reload mosquitto)")
 
 
+def parse_address(text: str, option: str = "--broker") -> tuple[str, int]:
+    """(host, port) of a HOST:PORT address (an IPv6 host as [::1]:8883 or ::1:8883)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ToolError(f"{option} {text!r}: give HOST:PORT, e.g. 192.168.1.10:8883")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host.strip():
+        raise ToolError(f"{option} {text!r}: the host is empty: give HOST:PORT, e.g. "
+                        "192.168.1.10:8883")
+    return host, int(port)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -1,6 +1,6 @@
 """What `wearsafe sim` shows while it runs, and its closing summary.
 
-On a terminal: a live table, redrawn each second, with each device's
+On a terminal: a live table (rich), redrawn each second, with each device's
 version, latest vitals (as the ingest opened them), outbox, link state and
 last message. Readings go to the screen only: when the output is a file or
 a pipe (a CI log), the view prints counts and states every 10 s instead,
@@ -9,13 +9,19 @@ never a reading.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from typing import Any, TextIO
 
-HEADER = (f"{'device':<10} {'pseudonym':<16} {'scenario':<12} {'version':<8} {'HR':>4} "
-          f"{'SpO2':>5} {'temp':>5} {'steps':>6} {'outbox':>6}  {'link':<10} last seen")
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+COLUMNS = (("device", "left"), ("pseudonym", "left"), ("scenario", "left"),
+           ("version", "left"), ("HR", "right"), ("SpO2", "right"), ("temp", "right"),
+           ("steps", "right"), ("outbox", "right"), ("link", "left"), ("last seen", "left"))
 
 
 def _clock(seconds: float) -> str:
@@ -27,13 +33,13 @@ def _value(vitals: dict[str, float], quantity: str, fmt: str, scale: float = 1.0
     return format(v * scale, fmt) if v is not None else "-"
 
 
-def device_row(d: Any, now: float) -> str:
+def device_cells(d: Any, now: float) -> list[str]:
     seen = f"{now - d.last_seen:.0f} s ago" if d.last_seen is not None else "never"
     link = "radio off" if d.radio_off and d.link != "power off" else d.link
-    return (f"{d.name:<10} {d.device.device_id:<16} {d.scenario:<12} {d.version:<8} "
-            f"{_value(d.vitals, 'heart-rate', '.0f'):>4} {_value(d.vitals, 'spo2', '.0f', 100):>5} "
-            f"{_value(d.vitals, 'body-temp', '.1f'):>5} {_value(d.vitals, 'steps', '.0f'):>6} "
-            f"{d.pending:>6}  {link:<10} {seen}")
+    return [d.name, d.device.device_id, d.scenario, d.version,
+            _value(d.vitals, "heart-rate", ".0f"), _value(d.vitals, "spo2", ".0f", 100),
+            _value(d.vitals, "body-temp", ".1f"), _value(d.vitals, "steps", ".0f"),
+            str(d.pending), link, seen]
 
 
 def fleet_line(sim: Any, duration: float | None) -> str:
@@ -91,12 +97,15 @@ class PlainView:
 
 
 class LiveView(PlainView):
-    """For a terminal: the whole fleet redrawn in place each second."""
+    """For a terminal: the whole fleet as a table, redrawn in place each second (rich)."""
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         super().__init__(out, every=1.0)
         self.notes: list[str] = []
-        self.out.write("\x1b[?25l")  # hide the cursor while redrawing
+        self.console = Console(file=out, highlight=False)
+        self.live = Live(console=self.console, auto_refresh=False, transient=False,
+                         redirect_stdout=False, redirect_stderr=False)
+        self.live.start()
 
     def note(self, message: str) -> None:
         self.notes = (self.notes + [message])[-4:]
@@ -106,19 +115,23 @@ class LiveView(PlainView):
         if now < self._next:
             return
         self._next = now + self.every
-        rows = shutil.get_terminal_size((120, 40)).lines - 4 - len(self.notes)
-        lines = [fleet_line(sim, duration), HEADER]
-        shown = sim.devices if len(sim.devices) <= rows else sim.devices[:rows - 1]
-        lines += [device_row(d, now) for d in shown]
-        if len(shown) < len(sim.devices):
-            lines.append(f"... and {len(sim.devices) - len(shown)} more")
-        lines += self.notes
-        self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
-        self.out.flush()
+        self.live.update(self._frame(sim, duration, now), refresh=True)
+
+    def _frame(self, sim: Any, duration: float | None, now: float) -> Group:
+        rows = self.console.size.height - 6 - len(self.notes)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=fleet_line(sim, duration),
+                      title_justify="left")
+        for name, justify in COLUMNS:
+            table.add_column(name, justify=justify, no_wrap=True)
+        shown = sim.devices if len(sim.devices) <= rows else sim.devices[:max(rows - 1, 1)]
+        for d in shown:
+            table.add_row(*device_cells(d, now), style="red" if d.link != "up" else None)
+        more = [Text(f"... and {len(sim.devices) - len(shown)} more")] \
+            if len(shown) < len(sim.devices) else []
+        return Group(table, *more, *(Text(n) for n in self.notes))
 
     def close(self) -> None:
-        self.out.write("\x1b[?25h")
-        self.out.flush()
+        self.live.stop()
 
     def summary(self, s: dict[str, Any]) -> None:
         for message in self.notes:

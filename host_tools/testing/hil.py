@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from host_tools.device.provision import certified_broker_host
-from host_tools.fleet.broker import HIL_ID, UP_TOPIC
+from host_tools.fleet.broker import HIL_ID, UP_TOPIC, parse_address
 from host_tools.fleet.mqtt import start_client, tls_client
 from host_tools.fleet.payloads import DeviceKey, PayloadError, PayloadOpener
 from host_tools.fleet.server import Server, open_server
@@ -42,18 +42,11 @@ def run_suite(port: str, board: str, select: str | None) -> int:
             print(f"hil: could not check the board for :{BOARD_HOME}/: {e}")
 
 
-def parse_broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ToolError(f"--broker {text!r}: give HOST:PORT, e.g. 192.168.1.10:8883")
-    return host, int(port)
-
-
 def certified_broker(broker: str, server: Server) -> tuple[str, int]:
     """HOST:PORT, once the broker's certificate names HOST: the board checks the
     broker's host name, so a name the certificate lacks is said here, not by a
     handshake failing on the board."""
-    host, port = parse_broker(broker)
+    host, port = parse_address(broker)
     return certified_broker_host(server, host, issue=False), port
 
 
