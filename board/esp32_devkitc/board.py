@@ -1,8 +1,8 @@
 # ESP32 DevKitC (ESP32-WROOM-32): the only firmware module that may touch
 # machine, network and esp32. The sim board offers the same functions.
-# Each fact this module relies on is in ../shared/ESP32_PORT.md with the
-# MicroPython or ESP-IDF source that defines it; on the desktop the same
-# module runs over the esp32-port model (board/sim/esp32port).
+# Each fact this module relies on is cited, with the MicroPython or ESP-IDF
+# source that defines it, in the esp32-port model's modules (board/sim/esp32port),
+# over which this same module runs on the desktop (docs/ARCHITECTURE.md).
 import os
 import time
 

@@ -8,6 +8,9 @@ store (store.py) and the audit log (audit.py). A server directory (0700) holds:
     keys.db        device payload keys, each wrapped under the KEK (RFC 3394 AES key wrap)
     messages.db    the sealed messages as they arrived: still encrypted at rest
     audit.log      one JSON line per export or forget, with no personal data
+    update-keys/   the public update-signing keys devices provisioned here trust
+    SIMULATOR      present only in a directory `wearsafe sim` made (its update key
+                   is a throwaway: it never provisions a real device)
 
 Keys and messages live in separate files so that a copy of the message
 store alone opens nothing. Deleting uses SQLite's secure_delete, so a

@@ -1,8 +1,7 @@
 # The esp32 port's `time`, modelled on the unix port. TEST EQUIPMENT: this
 # folder (board/sim/esp32port) makes board/esp32_devkitc/board.py run
-# unchanged on the desktop; it never ships to a board. Facts, from the
-# MicroPython source (ports/esp32, extmod) and ESP-IDF, as ../shared/ESP32_PORT.md
-# lists them:
+# unchanged on the desktop; it never ships to a board. Facts, each with the
+# MicroPython (ports/esp32, extmod) or ESP-IDF source that defines it:
 # - the epoch is 2000-01-01 (py/mpconfig.h MICROPY_EPOCH_IS_2000; only the
 #   unix port sets 1970): time.time() is Unix time - 946684800;
 # - the RTC starts at 2000-01-01 00:00:00 at power-on and is set by
