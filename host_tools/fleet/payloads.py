@@ -5,9 +5,9 @@ with AES-CCM-16-128-256 (alg 31), a known key id, the external AAD binding
 device id and topic, and a partial IV below the device's counter limit. A
 PayloadOpener with in_order also refuses a partial IV not above the last one
 it accepted; the ingest opens out of order (a backlog arrives in any order)
-and refuses replays through the store's unique (key id, partial IV). Decryption uses `cryptography`'s AESCCM and
-parsing `cbor2` (which decodes nested maps as Mapping, not dict):
-implementations independent of the device's.
+and refuses replays through the store's unique (key id, partial IV).
+Decryption uses `cryptography`'s AESCCM and parsing `cbor2` (which decodes
+nested maps as Mapping, not dict): implementations independent of the device's.
 """
 
 from __future__ import annotations
