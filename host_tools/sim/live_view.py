@@ -76,24 +76,29 @@ class PlainView:
         pass
 
     def summary(self, s: dict[str, Any]) -> None:
-        faults = s["faults"]
-        lines = [
-            f"fleet: {s['devices']} devices for {s['seconds']:.0f} s; restarts {s['restarts']}, "
-            f"power cuts {s['power_cuts']}, crashed {len(s['crashed'])} "
-            f"{' '.join(s['crashed'])}".rstrip(),
-            f"faults: outage {faults['outage_s']:.0f} s, radio off "
-            f"{','.join(faults['radio_off']) or '-'}, power cut "
-            f"{','.join(faults['power_cut']) or '-'}",
-            f"ingest: redelivered copies discarded {s['redelivered']}, rejected {s['rejected']}, "
-            f"quarantined {s['quarantined']}",
-            f"cpu: devices {s['cpu_devices_s']} s, broker {s['cpu_broker_s']} s, host tools "
-            f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
-            f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
-            " ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
-                                             "p50_ms", "p99_ms")),
-        ]
-        for line in lines:
+        for line in summary_lines(s):
             self.print(line)
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    """The closing summary: "what: figures" lines, then one machine-readable line."""
+    faults = s["faults"]
+    lines = [
+        f"fleet: {s['devices']} devices for {s['seconds']:.0f} s; restarts {s['restarts']}, "
+        f"power cuts {s['power_cuts']}, crashed {len(s['crashed'])} "
+        f"{' '.join(s['crashed'])}".rstrip(),
+        f"faults: outage {faults['outage_s']:.0f} s, radio off "
+        f"{','.join(faults['radio_off']) or '-'}, power cut "
+        f"{','.join(faults['power_cut']) or '-'}",
+        f"ingest: redelivered copies discarded {s['redelivered']}, rejected {s['rejected']}, "
+        f"quarantined {s['quarantined']}",
+        f"cpu: devices {s['cpu_devices_s']} s, broker {s['cpu_broker_s']} s, host tools "
+        f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
+        f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
+        " ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
+                                         "p50_ms", "p99_ms")),
+    ]
+    return lines
 
 
 class LiveView(PlainView):
@@ -136,7 +141,13 @@ class LiveView(PlainView):
     def summary(self, s: dict[str, Any]) -> None:
         for message in self.notes:
             self.print(message)
-        super().summary(s)
+        *human, machine = summary_lines(s)
+        table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
+        for line in human:
+            what, _, figures = line.partition(": ")
+            table.add_row(Text(what, style="bold"), figures)
+        self.console.print(table)
+        self.print(machine)  # last, plain: scripts and tests read it
 
 
 def view_for(live: bool | None) -> PlainView:
