@@ -22,7 +22,8 @@ WEARSAFE = venv_tool("wearsafe")
 
 
 def summary_of(stdout: str) -> dict[str, str]:
-    """The machine-readable last line: produced= stored= lost= duplicates= p50_ms= p99_ms=."""
+    """The machine-readable last line: produced= stored= lost= duplicates= overflows= p50_ms=
+    p99_ms=."""
     return dict(field.split("=") for field in stdout.strip().splitlines()[-1].split())
 
 
@@ -63,9 +64,11 @@ def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp
                           "--power-cut", "device-2", "--state", str(tmp_path)],
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert summary_of(out.stdout).keys() == {"produced", "stored", "lost", "duplicates",
-                                             "p50_ms", "p99_ms"}
+    last_line = summary_of(out.stdout)
+    assert last_line.keys() == {"produced", "stored", "lost", "duplicates", "overflows",
+                                "p50_ms", "p99_ms"}
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert int(last_line["overflows"]) == summary["overflows"] >= 0  # what the packs reported
     record_property("faults_injected", 3)
     record_property("messages_lost", summary["lost"])
     assert summary["produced"] >= 3 * 15 and summary["stored"] == summary["produced"], summary

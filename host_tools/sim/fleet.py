@@ -55,6 +55,7 @@ RESET_EXIT = 75  # board/sim: the device asked for a reset
 MIX = ("rest", "walk", "fever", "run", "desaturation", "rest", "walk", "off-wrist", "rest",
        "chip-missing")
 VITALS = ("heart-rate", "spo2", "body-temp", "steps")
+GAPS = ("ppg-lost", "accel-overrun")  # what the sensor FIFOs lost, as the packs report it
 POWER_OFF_S = 2.0  # a power cut keeps the device off this long
 DRAIN_S = 90.0  # after the run: time for what was sealed to arrive (backoff caps at 60 s)
 DEFAULT_FAULT_S = 30.0
@@ -97,6 +98,7 @@ class SimDevice:
     stored_at: dict[int, float] = field(default_factory=dict)
     readings: set[tuple[str, float]] = field(default_factory=set)
     duplicates: int = 0
+    overflows: int = 0  # FIFO overflows its packs reported
     restarts: int = 0
     power_cuts: int = 0
     powered_off_until: float | None = None
@@ -163,6 +165,8 @@ class SimDevice:
             return  # the ingest checked it; a status message has no readings anyway
         for record in records:
             quantity = record["n"].rsplit("/", 1)[-1]
+            if quantity in GAPS:
+                self.overflows += int(record["v"])
             if quantity not in VITALS:
                 continue
             if (quantity, record["t"]) in self.readings:
@@ -462,6 +466,7 @@ class Simulation:
             "devices": self.count, "seconds": round(seconds, 1),
             "produced": produced, "stored": produced - lost, "lost": lost,
             "duplicates": sum(d.duplicates for d in self.devices),
+            "overflows": sum(d.overflows for d in self.devices),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
             "redelivered": ingest.duplicates, "rejected": ingest.rejected,

@@ -96,7 +96,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
         f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
         " ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
-                                         "p50_ms", "p99_ms")),
+                                         "overflows", "p50_ms", "p99_ms")),
     ]
     return lines
 

@@ -175,3 +175,48 @@ def test_the_poll_path_allocates_nothing_per_sample():
     per_poll = _allocated_per_poll(hub, clock, 100)
     assert _allocated_per_poll(hub, clock, 300) == per_poll
     assert per_poll < 1024, per_poll
+
+
+def _poll_for(hub, clock, seconds):
+    for _ in range(seconds * 10):
+        clock.sleep_ms(sensing.POLL_MS)
+        hub.poll()
+
+
+def test_a_late_loop_is_a_counted_gap_and_no_heart_rate_is_computed_across_it():
+    from wearsafe import cbor, senml
+    from wearsafe.batch import Batch
+
+    bus, clock = _bus("walk")  # 95 beats/min, 1.8 steps/s
+    hub = sensing.SensorHub(bus, "test-bus", clock.sleep_ms)
+    out = sensing.Vitals()
+    _poll_for(hub, clock, 9)
+    hub.vitals(out)
+    assert abs(out.heart_rate - 95) <= 2 and out.ppg_lost == 0 and out.accel_overruns == 0
+    steps = out.steps
+    # The loop blocked for 1.5 s (a TLS handshake on the chip): 150 PPG samples
+    # met a 32-sample FIFO, 75 acceleration samples a 32-level one.
+    clock.sleep_ms(1500)
+    hub.poll()
+    hub.vitals(out)
+    assert out.ppg_lost == 31  # OVF_COUNTER saturates at 31: a lower bound, said as such
+    assert out.accel_overruns == 1 and hub.ppg_lost == 31
+    assert out.heart_rate is None and out.spo2 is None  # the window starts again
+    _poll_for(hub, clock, 1)
+    assert hub.vitals(out).heart_rate is None and out.ppg_lost == 0  # counted once
+    _poll_for(hub, clock, 8)
+    hub.vitals(out)
+    assert abs(out.heart_rate - 95) <= 2, out.heart_rate  # right again, from clean samples
+    assert out.steps > steps  # the walk is found again after the gap
+
+    batch = Batch("d1", seconds=2)
+    batch.clear(1767225600)
+    gap = sensing.Vitals()
+    gap.ppg_lost, gap.accel_overruns = 31, 1
+    batch.add(gap)
+    assert batch.add(sensing.Vitals())
+    records = senml.resolve(cbor.decode(batch.pack()))
+    lost = {r["n"]: (r["v"], r["u"], r["t"]) for r in records if "lost" in r["n"] or
+            "overrun" in r["n"]}
+    assert lost == {"d1/ppg-lost": (31, "count", 1767225600),
+                    "d1/accel-overrun": (1, "count", 1767225600)}, records

@@ -129,6 +129,9 @@ def run(seconds=None):
     confirmed_run = False
 
     def status(fields):
+        # since boot: the FIFOs' gaps (the packs report each where it happened)
+        fields = [("ppg-lost", "%d" % hub.ppg_lost),
+                  ("accel-overrun", "%d" % hub.accel_overruns)] + fields
         message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
         uplink.outbox.append(message)
         log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
@@ -143,7 +146,8 @@ def run(seconds=None):
             uplink.outbox.append(message)
             log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv,
                      batch.readings(), "readings", "outbox", len(uplink.outbox),
-                     "heap", gc.mem_alloc())
+                     "heap", gc.mem_alloc(), "ppg-lost", hub.ppg_lost,
+                     "accel-overrun", hub.accel_overruns)
             batch.clear(board.epoch_s())
         uplink.service()
         if updates:

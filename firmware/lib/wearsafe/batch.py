@@ -16,7 +16,7 @@ class Batch:
         self.elapsed = 0
         self.steps_at_start = None
         self.series: dict = {"heart-rate": [], "spo2": [], "body-temp": [], "steps": [],
-                             "outbox-dropped": []}
+                             "outbox-dropped": [], "ppg-lost": [], "accel-overrun": []}
 
     def note_dropped(self, count):
         """Report in this batch that the outbox dropped `count` older messages."""
@@ -34,6 +34,10 @@ class Batch:
             self.series["spo2"].append((t, round(vitals.spo2 * 1024) / 1024))
         if vitals.temperature is not None and t % TEMPERATURE_EVERY_S == 0:
             self.series["body-temp"].append((t, vitals.temperature))
+        if vitals.ppg_lost:  # a gap in the signal is reported, not hidden
+            self.series["ppg-lost"].append((t, vitals.ppg_lost))
+        if vitals.accel_overruns:
+            self.series["accel-overrun"].append((t, vitals.accel_overruns))
         self.elapsed += 1
         if self.elapsed < self.seconds:
             return False

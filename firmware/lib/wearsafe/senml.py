@@ -25,6 +25,8 @@ UNITS = {
     "body-temp": "Cel",
     "steps": "count",
     "outbox-dropped": "count",  # messages the full outbox had to drop
+    "ppg-lost": "count",  # PPG samples the FIFO dropped (the loop came late)
+    "accel-overrun": "count",  # accelerometer FIFO overruns (each lost samples)
 }
 
 

@@ -5,6 +5,12 @@
 # wire: OSError ENODEV or ETIMEDOUT) is counted and the read tried again at
 # the next poll. Deadlines use ticks_add/ticks_diff: ticks wrap at 2^30 ms
 # (12.4 days) on the ESP32.
+#
+# Gaps are facts: a FIFO that overflowed because the loop came late (a TLS
+# handshake, a flash erase, a signature check) or a read cut short on the bus
+# lost samples. Each is counted (the PPG's lost samples by its OVF_COUNTER,
+# the accelerometer's overruns as events), goes out in the next pack, and the
+# estimators start their windows again: no heart rate is computed across a gap.
 from array import array
 
 from micropython import const
@@ -28,12 +34,17 @@ class Vitals:
         self.temperature = None
         self.steps = 0
         self.worn = False
+        self.ppg_lost = 0  # samples the PPG FIFO dropped in this second
+        self.accel_overruns = 0  # accelerometer FIFO overruns in this second
 
 
 class SensorHub:
     def __init__(self, bus, bus_name, sleep_ms=None):
         self.errors = []
         self.bus_errors = 0  # reads that failed on the bus since start
+        self.ppg_lost = 0  # since start: samples the PPG FIFO dropped (a lower bound)
+        self.accel_overruns = 0  # since start: accelerometer FIFO overruns
+        self._ppg_lost_reported = self._overruns_reported = 0
         self.ppg = self._start(lambda: max30102.MAX30102(bus, bus_name, sleep_ms=sleep_ms))
         self.thermometer = self._start(lambda: max30205.MAX30205(bus, bus_name))
         self.accel = self._start(lambda: lis3dh.LIS3DH(bus, bus_name, sleep_ms=sleep_ms))
@@ -71,19 +82,30 @@ class SensorHub:
     def poll(self):
         """Drain the FIFOs into the estimators: the per-sample path, allocation-free."""
         if self.ppg:
+            overflows = self.ppg.overflows
             try:
                 n = self.ppg.read(self._red, self._ir)
+                lost = self.ppg.overflows - overflows
             except OSError as e:
                 self._bus_error("max30102", self.ppg, e)
-                n = 0
+                n, lost = 0, 1  # at most a FIFO: how many is not known
+            if lost:
+                self.ppg_lost += lost
+                self.heart.channel.reset()  # the samples after a gap start a new window
+                self.oximeter.reset()
             self.heart.add_from(self._ir, n)
             self.oximeter.add_from(self._red, self._ir, n)
         if self.accel:
+            overruns = self.accel.overruns
             try:
                 n = self.accel.read(self._x, self._y, self._z)
+                lost = self.accel.overruns - overruns
             except OSError as e:
                 self._bus_error("lis3dh", self.accel, e)
-                n = 0
+                n, lost = 0, 1
+            if lost:
+                self.accel_overruns += lost
+                self.stepper.gap()
             self.stepper.add_from(self._x, self._y, self._z, n)
 
     def vitals(self, out):
@@ -100,6 +122,9 @@ class SensorHub:
                 self._bus_error("max30205", self.thermometer, e)
         out.temperature = self.body.celsius(worn) if self.thermometer else None
         out.steps = self.stepper.steps
+        out.ppg_lost = self.ppg_lost - self._ppg_lost_reported
+        out.accel_overruns = self.accel_overruns - self._overruns_reported
+        self._ppg_lost_reported, self._overruns_reported = self.ppg_lost, self.accel_overruns
         return out
 
 

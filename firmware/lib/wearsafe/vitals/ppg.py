@@ -151,6 +151,10 @@ class Spo2Estimator:
             self.red.add(red[i])
             self.ir.add(ir[i])
 
+    def reset(self):
+        self.red.reset()
+        self.ir.reset()
+
     def ratio(self):
         if not (self.red.ready() and self.ir.ready()):
             return None

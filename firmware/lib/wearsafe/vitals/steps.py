@@ -36,6 +36,12 @@ class StepCounter:
         self._min_gap = fs // 4
         self._max_gap = 2 * fs
 
+    def gap(self):
+        """Samples were lost: a rhythm is not carried across them."""
+        self._run = 0
+        self._last_interval = 0
+        self._last_peak = self._t - 10 * self.fs
+
     def add_from(self, x, y, z, count):
         for i in range(count):
             self.add(x[i], y[i], z[i])
