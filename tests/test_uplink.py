@@ -77,3 +77,24 @@ def test_the_newer_umqtt_simple_of_the_esp32_firmware_works_too(fleet, tmp_path)
                            env=dict(os.environ, MICROPYPATH=path), capture_output=True,
                            text=True, check=True)
     assert check.stdout.strip() == str(lib / "umqtt" / "simple.py")
+
+
+def test_a_blocked_loop_is_reported_and_the_heart_rate_after_it_is_right(fleet):
+    """The loop blocked for 1.5 s (WEARSAFE_SIM_STALL, the sim board's test hook):
+    the pack says what the FIFOs lost, no heart rate spans the gap, and the
+    heart rate once a clean window has refilled is the wearer's (rest: 62)."""
+    device = fleet.add_device(batch_seconds=5)
+    done = fleet.run_app(device, seconds=25, WEARSAFE_SIM_STALL="10000:1500")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert fleet.wait_stored(6) >= 6, fleet.ingest_log.read_text()
+    rows = readings(fleet.server, device.device_id)
+    lost = [r for r in rows if r["quantity"] == "ppg-lost"]
+    overruns = [r for r in rows if r["quantity"] == "accel-overrun"]
+    assert [r["value"] for r in lost] == [31] and [r["value"] for r in overruns] == [1], rows
+    gap = lost[0]["time"]
+    rates = {r["time"]: r["value"] for r in rows if r["quantity"] == "heart-rate"}
+    assert not [t for t in rates if gap <= t < gap + 3], rates  # a new window fills first
+    after = [v for t, v in rates.items() if t >= gap + 8]
+    assert after and all(abs(v - 62) <= 3 for v in after), rates
+    totals = [r["value"] for r in rows if r["quantity"] == "ppg-lost-total"]
+    assert totals and totals[0] == "0"  # each status message: the count since boot

@@ -8,6 +8,9 @@
 # WEARSAFE_SIM_SEED (repeatable noise), WEARSAFE_SIM_EPOCH (the clock at
 # start, in Unix seconds; default the host's: 0 is a clock NTP never set).
 # The radio is off while the file radio-off exists in the state directory.
+# WEARSAFE_SIM_STALL=AT_MS:FOR_MS (a test hook): the first sleep once AT_MS of
+# simulated time have passed lasts FOR_MS longer, as if the loop had been
+# blocked that long (a TLS handshake, a flash erase on the chip).
 import os
 import random
 import time
@@ -62,7 +65,13 @@ def ticks_add(t, delta):
     return ticks.add(t, delta)
 
 
+_stall = [int(v) for v in (os.getenv("WEARSAFE_SIM_STALL") or "").split(":") if v]
+
+
 def sleep_ms(ms):
+    if _stall and _clock.ticks_ms() >= _stall[0]:
+        ms += _stall.pop()
+        _stall.clear()
     _clock.sleep_ms(ms)
     for dog in _watchdogs:
         dog.check()

@@ -130,8 +130,8 @@ def run(seconds=None):
 
     def status(fields):
         # since boot: the FIFOs' gaps (the packs report each where it happened)
-        fields = [("ppg-lost", "%d" % hub.ppg_lost),
-                  ("accel-overrun", "%d" % hub.accel_overruns)] + fields
+        fields = [("ppg-lost-total", "%d" % hub.ppg_lost),
+                  ("accel-overrun-total", "%d" % hub.accel_overruns)] + fields
         message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
         uplink.outbox.append(message)
         log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
