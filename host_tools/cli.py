@@ -62,7 +62,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
-               faults, args.live, args.board)
+               faults, args.live, args.board, args.speed)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -599,6 +599,11 @@ def parser() -> argparse.ArgumentParser:
     add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
     sp.add_argument("--duration", type=float,
                     help="seconds to run (default: until Ctrl-C)")
+    sp.add_argument("--speed", choices=("desktop", "esp32"), default="desktop",
+                    help="esp32: each device's process gets the share of a core that makes "
+                         "MicroPython run as fast as on an ESP32 at 240 MHz (calibrated at "
+                         "start against MicroPython's published ESP32 benchmark scores; "
+                         "needs a writable cgroup cpu controller, as root has here)")
     sp.add_argument("--state", type=Path, default=paths.ROOT / "sim-state",
                     help="directory for all simulator state (default: sim-state/)")
     sp.add_argument("--scenario",

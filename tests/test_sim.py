@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import pyte
+import pytest
 
-from host_tools.paths import venv_tool
+from host_tools.paths import ToolError, venv_tool
+from host_tools.testing import esp32_speed
 
 WEARSAFE = venv_tool("wearsafe")
 
@@ -146,3 +148,23 @@ def test_bad_fault_arguments_are_clear_errors(tmp_path):
     assert "no simulated device 'device-7': give a number from 1 to 1" in out.stderr
     assert "Traceback" not in out.stderr
     assert not processes_using(tmp_path)
+
+
+def test_at_esp32_speed_each_device_runs_in_its_calibrated_cpu_quota(tmp_path):
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "2", "--duration", "25",
+                          "--batch-seconds", "5", "--speed", "esp32", "--state", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["throttled_devices"] == 2, summary  # seen in their cgroups
+    assert summary["speed"].startswith("esp32: the unix port runs "), summary["speed"]
+    assert "micropython/micropython#7850" in out.stdout  # the calibration, printed
+    assert summary["lost"] == summary["duplicates"] == 0 and summary["stored"] > 0
+    assert not [p for p in Path("/sys/fs/cgroup/cpu").glob("wearsafe-*")]  # none left
+
+
+def test_without_a_cpu_controller_esp32_speed_is_refused_plainly(tmp_path, monkeypatch):
+    monkeypatch.setattr(esp32_speed, "CGROUP_V1", tmp_path / "no-v1")
+    monkeypatch.setattr(esp32_speed, "CGROUP_V2", tmp_path / "no-v2")
+    with pytest.raises(ToolError, match="cannot run devices at ESP32 speed"):
+        esp32_speed.CpuQuota("wearsafe-test", 70.0)

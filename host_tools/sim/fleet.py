@@ -21,6 +21,7 @@ the ingest's commit, both on the host's clock.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -43,6 +44,7 @@ from host_tools.paths import ToolError, micropython
 from host_tools.processes import die_with_parent, sigterm_as_ctrl_c, stop_group
 from host_tools.testing.esp32_model import BOARD as ESP32_BOARD
 from host_tools.testing.esp32_model import power_on, provision_model_device
+from host_tools.testing.esp32_speed import Calibration, CpuQuota, calibrate
 from host_tools.testing.target import heap_bytes
 from host_tools.updates.images import signing_key_for
 
@@ -99,6 +101,8 @@ class SimDevice:
     readings: set[tuple[str, float]] = field(default_factory=set)
     duplicates: int = 0
     overflows: int = 0  # FIFO overflows its packs reported
+    quota: CpuQuota | None = None  # at ESP32 speed: its process's share of a core
+    throttled: bool = False  # its process was seen in the quota's group
     restarts: int = 0
     power_cuts: int = 0
     powered_off_until: float | None = None
@@ -129,7 +133,10 @@ class SimDevice:
             how = power_on(fs, state, "import boot, main", heap_bytes(SIM_HEAP), **run)
         self.process = subprocess.Popen(
             **how, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_device_process)
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=functools.partial(_device_process, self.quota))
+        if self.quota:
+            self.throttled = self.quota.holds(self.process.pid)
         self.link = "starting"
         self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
         self._reader.start()
@@ -224,6 +231,8 @@ class SimDevice:
             self._reader.join(5)
         if self.radio_off:
             self.set_radio(True)
+        if self.quota:
+            self.quota.remove()
 
     def latencies_ms(self, sealed_before: float) -> list[float]:
         stored = self.stored_at.copy()
@@ -237,10 +246,13 @@ class SimDevice:
         return self.produced(before) - self.stored_at.copy().keys()
 
 
-def _device_process() -> None:
-    """In the child: private files, and it dies with the simulator."""
+def _device_process(quota: CpuQuota | None = None) -> None:
+    """In the child: private files, it dies with the simulator, and at ESP32 speed it
+    runs in its CPU quota."""
     private_files()
     die_with_parent()
+    if quota:
+        quota.enter()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -283,7 +295,13 @@ class Simulation:
     """The broker, the ingest and the devices of one run; everything stops on exit."""
 
     def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
-                 faults: Faults, board: str = "sim") -> None:
+                 faults: Faults, board: str = "sim", speed: str = "desktop") -> None:
+        if speed not in ("desktop", "esp32"):
+            raise ToolError(f"--speed {speed!r}: desktop or esp32")
+        # measured before anything starts: a quota that cannot be had stops the run here
+        self.calibration: Calibration | None = calibrate(runs=3) if speed == "esp32" else None
+        if self.calibration:
+            CpuQuota(f"wearsafe-{os.getpid()}-probe", self.calibration.slowdown).remove()
         if board not in ("sim", ESP32_BOARD):
             raise ToolError(f"--board must be sim or {ESP32_BOARD} (over the esp32-port model)")
         self.board = board
@@ -315,6 +333,8 @@ class Simulation:
             ingest = self._start_ingest()
             view.note(f"broker on localhost:{self.broker.port} (TLS, client certificates); "
                       f"state in {self.state}")
+            if self.calibration:
+                view.note(f"speed: {self.calibration.line()}")
             self._add_devices(fs, logs)
             for name in self.faults.radio_off + self.faults.power_cut:
                 find_device(self.devices, name)
@@ -360,7 +380,9 @@ class Simulation:
         for i in range(1, self.count + 1):
             device = self._device(fs, self.state / f"device-{i}", self.broker.port)
             scenario = self.scenario or MIX[(i - 1) % len(MIX)]
-            d = SimDevice(i, device, scenario, logs / f"device-{i}.log")
+            quota = CpuQuota(f"wearsafe-{os.getpid()}-device-{i}", self.calibration.slowdown) \
+                if self.calibration else None
+            d = SimDevice(i, device, scenario, logs / f"device-{i}.log", quota=quota)
             self.devices.append(d)
             self.by_id[device.device_id] = d
 
@@ -467,6 +489,8 @@ class Simulation:
             "produced": produced, "stored": produced - lost, "lost": lost,
             "duplicates": sum(d.duplicates for d in self.devices),
             "overflows": sum(d.overflows for d in self.devices),
+            "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
+            "throttled_devices": sum(d.throttled for d in self.devices),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
             "redelivered": ingest.duplicates, "rejected": ingest.rejected,
@@ -489,14 +513,15 @@ class Simulation:
 
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
-        board: str = "sim") -> int:
+        board: str = "sim", speed: str = "desktop") -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
     view = view_for(live)
     try:
         with sigterm_as_ctrl_c():
-            simulation = Simulation(state, devices, scenario, batch_seconds, faults, board)
+            simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
+                                    speed)
             summary = simulation.run(duration, view)
     finally:
         view.close()

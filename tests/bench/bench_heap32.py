@@ -50,12 +50,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from host_tools import release  # noqa: E402
 from host_tools.device.build import build, compile_module  # noqa: E402
 from host_tools.device.provision import provision_sim_device  # noqa: E402
 from host_tools.fleet.server import Server  # noqa: E402
 from host_tools.paths import CACHE, ToolError, micropython  # noqa: E402
-from host_tools.updates import images
+from host_tools.updates import (
+    images,  # noqa: E402
+    release,  # noqa: E402
+)
 
 HEAP32 = Path(__file__).resolve().parent / "heap32"
 NODE_DIR = CACHE / "node"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from host_tools import images  # noqa: E402
+from host_tools.updates import images  # noqa: E402
 from tests.bench.devicebench import figures, min_heap  # noqa: E402
 
 SETUP = """
