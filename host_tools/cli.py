@@ -62,7 +62,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
-               faults, args.live, args.board, args.speed)
+               faults, args.live, args.board, args.speed, args.network)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -599,6 +599,9 @@ def parser() -> argparse.ArgumentParser:
     add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
     sp.add_argument("--duration", type=float,
                     help="seconds to run (default: until Ctrl-C)")
+    sp.add_argument("--network", metavar="SPEC",
+                    help="a real-world link between each device and the broker, e.g. "
+                         "rtt=300ms,loss=2%%,rate=100kbit,drop-every=60s (any of the four)")
     sp.add_argument("--speed", choices=("desktop", "esp32"), default="desktop",
                     help="esp32: each device's process gets the share of a core that makes "
                          "MicroPython run as fast as on an ESP32 at 240 MHz (calibrated at "

@@ -150,17 +150,27 @@ def test_bad_fault_arguments_are_clear_errors(tmp_path):
     assert not processes_using(tmp_path)
 
 
-def test_at_esp32_speed_each_device_runs_in_its_calibrated_cpu_quota(tmp_path):
-    out = subprocess.run([WEARSAFE, "sim", "--devices", "2", "--duration", "25",
-                          "--batch-seconds", "5", "--speed", "esp32", "--state", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+def test_at_esp32_speed_behind_a_real_world_link_nothing_is_lost(tmp_path):
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "2", "--duration", "30",
+                          "--batch-seconds", "5", "--speed", "esp32", "--network",
+                          "rtt=300ms,loss=2%,rate=100kbit,drop-every=10s",
+                          "--state", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["throttled_devices"] == 2, summary  # seen in their cgroups
+    assert summary["network_drops"] >= 2, summary  # each relay cut its connection
     assert summary["speed"].startswith("esp32: the unix port runs "), summary["speed"]
     assert "micropython/micropython#7850" in out.stdout  # the calibration, printed
     assert summary["lost"] == summary["duplicates"] == 0 and summary["stored"] > 0
     assert not [p for p in Path("/sys/fs/cgroup/cpu").glob("wearsafe-*")]  # none left
+
+
+@pytest.mark.parametrize("spec", ["rtt=fast", "loss=100%", "rtt=1ms,rtt=2ms", "jitter=5ms", ""])
+def test_a_bad_network_spec_is_a_clear_error(tmp_path, spec):
+    out = subprocess.run([WEARSAFE, "sim", "--network", spec, "--state", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "--network" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
 
 
 def test_without_a_cpu_controller_esp32_speed_is_refused_plainly(tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ from host_tools.fleet.pki import private_dir
 from host_tools.fleet.server import Server
 from host_tools.paths import ToolError, micropython
 from host_tools.processes import die_with_parent, sigterm_as_ctrl_c, stop_group
+from host_tools.sim.network import LinkEmulator, parse_network
 from host_tools.testing.esp32_model import BOARD as ESP32_BOARD
 from host_tools.testing.esp32_model import power_on, provision_model_device
 from host_tools.testing.esp32_speed import Calibration, CpuQuota, calibrate
@@ -295,7 +296,10 @@ class Simulation:
     """The broker, the ingest and the devices of one run; everything stops on exit."""
 
     def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
-                 faults: Faults, board: str = "sim", speed: str = "desktop") -> None:
+                 faults: Faults, board: str = "sim", speed: str = "desktop",
+                 network: str | None = None) -> None:
+        self.network = parse_network(network) if network is not None else None
+        self.links: list[LinkEmulator] = []  # one relay per device with --network
         if speed not in ("desktop", "esp32"):
             raise ToolError(f"--speed {speed!r}: desktop or esp32")
         # measured before anything starts: a quota that cannot be had stops the run here
@@ -348,6 +352,8 @@ class Simulation:
         finally:
             for d in self.devices:
                 d.stop()
+            for link in self.links:
+                link.stop()
             self.stop_ingest.set()
             self._stop_broker()
 
@@ -378,7 +384,11 @@ class Simulation:
     def _add_devices(self, fs: Path, logs: Path) -> None:
         assert self.broker is not None
         for i in range(1, self.count + 1):
-            device = self._device(fs, self.state / f"device-{i}", self.broker.port)
+            port = self.broker.port
+            if self.network:  # the device reaches the broker through its own relay
+                self.links.append(LinkEmulator(self.network, port, seed=i))
+                port = self.links[-1].start()
+            device = self._device(fs, self.state / f"device-{i}", port)
             scenario = self.scenario or MIX[(i - 1) % len(MIX)]
             quota = CpuQuota(f"wearsafe-{os.getpid()}-device-{i}", self.calibration.slowdown) \
                 if self.calibration else None
@@ -491,6 +501,9 @@ class Simulation:
             "overflows": sum(d.overflows for d in self.devices),
             "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
             "throttled_devices": sum(d.throttled for d in self.devices),
+            "network": self.network.text if self.network else "direct",
+            "network_drops": sum(link.drops for link in self.links),
+            "network_retransmissions": sum(link.retransmissions for link in self.links),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
             "redelivered": ingest.duplicates, "rejected": ingest.rejected,
@@ -513,7 +526,7 @@ class Simulation:
 
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
-        board: str = "sim", speed: str = "desktop") -> int:
+        board: str = "sim", speed: str = "desktop", network: str | None = None) -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
@@ -521,7 +534,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     try:
         with sigterm_as_ctrl_c():
             simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
-                                    speed)
+                                    speed, network)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -93,6 +93,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"ingest: redelivered copies discarded {s['redelivered']}, rejected {s['rejected']}, "
         f"quarantined {s['quarantined']}",
         f"speed: {s['speed']}",
+        f"network: {s['network']}; connections cut {s['network_drops']}, segments resent "
+        f"{s['network_retransmissions']}",
         f"cpu: devices {s['cpu_devices_s']} s, broker {s['cpu_broker_s']} s, host tools "
         f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
         f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
