@@ -100,6 +100,11 @@ class LinkEmulator:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        pending = asyncio.all_tasks(self._loop)  # every relay still open ends here
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     def _drop_all(self) -> None:
         for pair in list(self._links):

@@ -147,7 +147,8 @@ def run(seconds=None):
             log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv,
                      batch.readings(), "readings", "outbox", len(uplink.outbox),
                      "heap", gc.mem_alloc(), "ppg-lost", hub.ppg_lost,
-                     "accel-overrun", hub.accel_overruns)
+                     "accel-overrun", hub.accel_overruns, "stall-ms", hub.longest_stall_ms)
+            hub.longest_stall_ms = 0  # the longest of each batch
             batch.clear(board.epoch_s())
         uplink.service()
         if updates:

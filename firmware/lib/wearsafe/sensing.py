@@ -42,6 +42,7 @@ class SensorHub:
     def __init__(self, bus, bus_name, sleep_ms=None):
         self.errors = []
         self.bus_errors = 0  # reads that failed on the bus since start
+        self.longest_stall_ms = 0  # longest time between two polls since last taken
         self.ppg_lost = 0  # since start: samples the PPG FIFO dropped (a lower bound)
         self.accel_overruns = 0  # since start: accelerometer FIFO overruns
         self._ppg_lost_reported = self._overruns_reported = 0
@@ -134,7 +135,13 @@ def run(hub, board, seconds=None):
     next_poll = board.ticks_ms()
     next_report = board.ticks_add(next_poll, REPORT_MS)
     reported = 0
+    last_poll = next_poll
     while seconds is None or reported < seconds:
+        now = board.ticks_ms()
+        stall = board.ticks_diff(now, last_poll)  # the loop's own work included
+        if stall > hub.longest_stall_ms:
+            hub.longest_stall_ms = stall
+        last_poll = now
         hub.poll()
         now = board.ticks_ms()
         if board.ticks_diff(now, next_report) >= 0:
