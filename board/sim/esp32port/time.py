@@ -7,8 +7,8 @@
 # - the RTC starts at 2000-01-01 00:00:00 at power-on and is set by
 #   ntptime.settime() through machine.RTC().datetime();
 # - ticks wrap at 2^30 (extmod/modtime.c, 31-bit small ints): simhw/ticks.py.
-# Time is simulated (simhw/clock.py): it passes when the firmware sleeps,
-# and the emulated chips sample then; WEARSAFE_SIM_SPEED 1 also sleeps for real.
+# Time is simulated (simhw/clock.py): at WEARSAFE_SIM_SPEED 0 it passes only
+# when the firmware sleeps; at 1 it is the wall clock, work included.
 import os
 
 import utime
@@ -26,28 +26,34 @@ _rtc_at_power_on = 0  # seconds since 2000 that the RTC read at power-on
 _sleep_hooks = []  # called after each sleep (the watchdog)
 
 
+def _now_us():
+    """Simulated time now (at speed > 0 the wall clock: work takes time, as on a board)."""
+    clock.sync()
+    return clock.now_us
+
+
 def model_set_ticks(ms):
     """Model-only: move the ticks (e.g. a minute before the wrap) without moving time."""
     global _TICKS0
-    _TICKS0 = (ms - clock.now_us // 1000) & (ticks.PERIOD - 1)
+    _TICKS0 = (ms - _now_us() // 1000) & (ticks.PERIOD - 1)
 
 
 def world_unix_s():
     """The true Unix time now (test equipment's view, not the board's)."""
-    return WORLD_AT_POWER_ON + clock.now_us // 1000000
+    return WORLD_AT_POWER_ON + _now_us() // 1000000
 
 
 def set_rtc(seconds_since_2000):
     global _rtc_at_power_on
-    _rtc_at_power_on = seconds_since_2000 - clock.now_us // 1000000
+    _rtc_at_power_on = seconds_since_2000 - _now_us() // 1000000
 
 
 def time():
-    return _rtc_at_power_on + clock.now_us // 1000000
+    return _rtc_at_power_on + _now_us() // 1000000
 
 
 def time_ns():
-    return time() * 1000000000 + clock.now_us % 1000000 * 1000
+    return time() * 1000000000 + _now_us() % 1000000 * 1000
 
 
 def gmtime(secs=None):
@@ -62,11 +68,11 @@ def mktime(t):
 
 
 def ticks_ms():
-    return (_TICKS0 + clock.now_us // 1000) & (ticks.PERIOD - 1)
+    return (_TICKS0 + _now_us() // 1000) & (ticks.PERIOD - 1)
 
 
 def ticks_us():
-    return (_TICKS0 * 1000 + clock.now_us) & (ticks.PERIOD - 1)
+    return (_TICKS0 * 1000 + _now_us()) & (ticks.PERIOD - 1)
 
 
 ticks_cpu = ticks_us

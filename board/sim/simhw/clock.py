@@ -1,27 +1,44 @@
-# Simulated time. It advances only when the firmware sleeps, and the
-# emulated chips produce their samples then, so tests run as fast as the
-# CPU allows; with speed 1 it also really sleeps, for a live simulator.
+# Simulated time. At speed 0 (tests) it advances only when the firmware
+# sleeps, and the emulated chips produce their samples then, so tests run as
+# fast as the CPU allows. At speed > 0 (the live simulator) it is the wall
+# clock, scaled: time spent working also passes, as on a board, so a loop
+# blocked by a TLS handshake or a flash erase finds its FIFOs overflowed.
+# utime: under the esp32-port model `time` is the model itself.
+import utime
+
+
 class SimClock:
     def __init__(self, speed=0.0):
         self.now_us = 0
         self.speed = speed
         self._chips = []
+        self._start = utime.ticks_us()
 
     def attach(self, chip):
         self._chips.append(chip)
         chip.advance(self.now_us)
 
+    def sync(self):
+        """At speed > 0: bring simulated time (and the chips) up to the wall clock."""
+        if self.speed:
+            now = int(utime.ticks_diff(utime.ticks_us(), self._start) * self.speed)
+            if now > self.now_us:
+                self._advance(now)
+
     def ticks_ms(self):
+        self.sync()
         return self.now_us // 1000
 
     def sleep_ms(self, ms):
         if self.speed:
             # Not time.sleep_ms: the unix port wakes every millisecond through
             # it; time.sleep is one select(), so a fleet of sims stays idle.
-            # utime: under the esp32-port model `time` is the model itself.
-            import utime
-
             utime.sleep(ms / 1000 / self.speed)
-        self.now_us += ms * 1000
+            self.sync()
+        else:
+            self._advance(self.now_us + ms * 1000)
+
+    def _advance(self, now_us):
+        self.now_us = now_us
         for chip in self._chips:
-            chip.advance(self.now_us)
+            chip.advance(now_us)

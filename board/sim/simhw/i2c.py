@@ -9,8 +9,9 @@ ETIMEDOUT = 116
 
 
 class SimI2C:
-    def __init__(self):
+    def __init__(self, clock=None):
         self.chips = {}
+        self.clock = clock  # a SimClock to bring up to date before each transfer
         self._faults = []  # [address, errno, bytes before the error, transfers left]
 
     def attach(self, address, chip):
@@ -30,6 +31,8 @@ class SimI2C:
         return None
 
     def _chip(self, address):
+        if self.clock:  # the chips have sampled up to now, however long since the last sleep
+            self.clock.sync()
         chip = self.chips.get(address)
         if chip is None:
             raise OSError(ENODEV)
@@ -73,7 +76,7 @@ def wearer_bus(clock):
     from simhw.chips import CHIPS
 
     wearer = scenarios.load(os.getenv("WEARSAFE_SCENARIO") or "rest")
-    bus = SimI2C()
+    bus = SimI2C(clock)
     for name in CHIPS:
         if name not in wearer["missing"]:
             address, emulation = CHIPS[name]
