@@ -106,3 +106,4 @@ class I2C(SimI2C):
             _buses[id] = wearer_bus(time.clock) if id == 0 else SimI2C()
         self.chips = _buses[id].chips
         self._faults = _buses[id]._faults
+        self.clock = _buses[id].clock
