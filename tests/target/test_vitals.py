@@ -89,6 +89,22 @@ def test_1000_steps_at_1_5_to_2_2_steps_per_second_within_5_percent():
         assert abs(counter.steps - 1000) <= 50, (cadence, counter.steps)
 
 
+def test_after_a_gap_a_walk_must_show_its_rhythm_again_before_steps_count():
+    random.seed(7)
+    model = AccelModel(_wearer(cadence=2.0, stride_g=0.35, hand_moves=0))
+    counter = StepCounter(50)
+    _walk(counter, model, 10)  # a walk in progress: each step counts at once
+    before = counter.steps
+    _walk(counter, model, 1)
+    assert counter.steps - before >= 1
+    counter.gap()  # samples were lost: the rhythm is not carried across
+    before = counter.steps
+    _walk(counter, model, 1.2)  # two or three steps: not yet a confirmed rhythm
+    assert counter.steps == before, counter.steps - before
+    _walk(counter, model, 10)
+    assert abs(counter.steps - before - 22) <= 2  # confirmed, its first steps counted too
+
+
 def test_ten_minutes_of_rest_with_small_hand_movements_is_under_20_steps():
     random.seed(6)
     counter = StepCounter(50)
