@@ -140,7 +140,7 @@ def run(seconds=None):
     status([("version", VERSION)] + crash.report(store_nvs()))
     for vitals in sensing.run(hub, board, seconds):
         dog.feed()
-        if batch.add(vitals):
+        if batch.add(vitals, board.epoch_s()):
             batch.note_dropped(uplink.outbox.take_dropped())
             message = sealer.seal(batch.pack())
             uplink.outbox.append(message)

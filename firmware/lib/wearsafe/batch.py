@@ -9,6 +9,7 @@ class Batch:
     def __init__(self, device_id, seconds=60):
         self.device_id = device_id
         self.seconds = seconds
+        self.last_time = -1  # Unix time of the last reading, kept across batches
         self.clear(0)
 
     def clear(self, base_time):
@@ -21,11 +22,18 @@ class Batch:
     def note_dropped(self, count):
         """Report in this batch that the outbox dropped `count` older messages."""
         if count:
-            self.series["outbox-dropped"].append((self.elapsed, count))
+            self.series["outbox-dropped"].append((max(self.last_time - self.base_time, 0),
+                                                  count))
 
-    def add(self, vitals):
-        """One second of vitals; returns True when the batch is full."""
-        t = self.elapsed
+    def add(self, vitals, now_s=None):
+        """One second of vitals read at Unix time `now_s` (default: the next second);
+        returns True when the batch holds `seconds` of them. Each reading's time is
+        the clock's, and later than the one before, in this batch or the last: a
+        loop that came late leaves a gap in the times, never two readings at one."""
+        if now_s is None:
+            now_s = self.base_time + self.elapsed
+        self.last_time = max(now_s, self.last_time + 1)
+        t = self.last_time - self.base_time
         if self.steps_at_start is None:
             self.steps_at_start = vitals.steps
         if vitals.heart_rate is not None:

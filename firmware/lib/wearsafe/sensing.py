@@ -144,8 +144,10 @@ def run(hub, board, seconds=None):
         last_poll = now
         hub.poll()
         now = board.ticks_ms()
-        if board.ticks_diff(now, next_report) >= 0:
-            next_report = board.ticks_add(next_report, REPORT_MS)
+        late = board.ticks_diff(now, next_report)
+        if late >= 0:
+            # seconds the loop missed are skipped, not made up with copies of this one
+            next_report = board.ticks_add(next_report, (late // REPORT_MS + 1) * REPORT_MS)
             reported += 1
             yield hub.vitals(out)
         next_poll = board.ticks_add(next_poll, POLL_MS)
