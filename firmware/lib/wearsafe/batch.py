@@ -40,7 +40,7 @@ class Batch:
             self.series["heart-rate"].append((t, round(vitals.heart_rate)))
         if vitals.spo2 is not None:
             self.series["spo2"].append((t, round(vitals.spo2 * 1024) / 1024))
-        if vitals.temperature is not None and t % TEMPERATURE_EVERY_S == 0:
+        if vitals.temperature is not None and self.elapsed % TEMPERATURE_EVERY_S == 0:
             self.series["body-temp"].append((t, vitals.temperature))
         if vitals.ppg_lost:  # a gap in the signal is reported, not hidden
             self.series["ppg-lost"].append((t, vitals.ppg_lost))
