@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -17,9 +16,9 @@ from host_tools import paths
 
 
 @contextlib.contextmanager
-def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress(what: str, total: int | None = None) -> Iterator[Callable[..., None] | None]:
     """A progress bar (rich) for long work while it runs, on a terminal only: a log
-    gets the result lines, not a stream of redraws."""
+    gets the result lines, not a stream of redraws. It is told (done[, total])."""
     if not sys.stdout.isatty():
         yield None
         return
@@ -27,12 +26,8 @@ def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
 
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _of(step: Callable[[int, int], None], total: int, done: int) -> None:
-    step(done, total)
+        task = bar.add_task(what, total=total)
+        yield lambda done, of=total: bar.update(task, completed=done, total=of)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -342,9 +337,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     reports = []
     for target in args.target or [t for t in fuzz.TARGETS if t != "canary"]:
         count = args.tls_count if target == "mqtt_tls" else args.count
-        with progress(f"{target}: inputs") as step:
-            report = fuzz.run(target, count, args.seed, args.corpus,
-                              functools.partial(_of, step, count) if step else None)
+        with progress(f"{target}: inputs", count) as step:
+            report = fuzz.run(target, count, args.seed, args.corpus, step)
         print(report.line(), flush=True)
         for failure in (report.crashes + report.hangs)[:10]:
             print(f"  {failure}")

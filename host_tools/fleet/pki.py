@@ -31,7 +31,7 @@ import re
 import signal
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,15 +329,22 @@ class FleetCA:
         self.issue(BROKER_CN, server=True, names=[*keep, *wanted])
         return True
 
+    def issued(self) -> Iterator[tuple[Path, x509.Certificate]]:
+        """(path, certificate) of each certificate this CA's directory holds besides the
+        CA's own; unreadable ones are left out."""
+        for path in sorted(self.directory.glob("*.crt")):
+            if path == self.cert_path:
+                continue
+            try:
+                yield path, x509.load_pem_x509_certificate(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+
     def board_classes(self) -> dict[str, str]:
         """Device id -> board class, for every certificate of this CA's directory that
         names a board class and is neither revoked nor expired."""
         revoked, now, out = set(self.revoked()), _now(), {}
-        for path in sorted(self.directory.glob("*.crt")):
-            try:
-                cert = x509.load_pem_x509_certificate(path.read_bytes())
-            except ValueError:
-                continue
+        for _, cert in self.issued():
             unit = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
             cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             if unit and cn and cert.serial_number not in revoked \
@@ -470,12 +477,8 @@ class FleetCA:
             if crl is not None and data != self.crl_path.read_bytes():
                 out.stale.append(copy)
         revoked = set(self.revoked())
-        for path in sorted(self.directory.glob("*.crt")):
-            if path in (self.cert_path, self.broker_cert_path):
-                continue
-            try:
-                cert = x509.load_pem_x509_certificate(path.read_bytes())
-            except (OSError, ValueError):
+        for path, cert in self.issued():
+            if path == self.broker_cert_path:
                 continue
             if cert.serial_number in revoked:
                 out.revoked += 1
