@@ -43,14 +43,14 @@ import shlex
 import shutil
 import struct
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.device.build import build
-from host_tools.device.nvs_image import nvs_image, private_image
+from host_tools.device.nvs_image import nvs_image
 from host_tools.device.provision import FACTORY_KEY, provisioned_id
+from host_tools.fleet.pki import private_temp_file
 from host_tools.paths import BOARDS, ToolError, check_board, venv_tool
 
 BUNDLE_FILES = ("device-id", "settings.json", "nvs-wearsafe.bin")  # what exists of these
@@ -340,7 +340,7 @@ def _write_key_image(step: list[str], image: bytes, key_file: Path, label: str,
     """esptool writes the key's image: the key file leaves the bundle before (a key is
     sent once), the image leaves the host after, however esptool ended."""
     shutil.rmtree(key_file.parent)
-    with private_image(image) as path:
+    with private_temp_file(image, "nvs-wearsafe.bin") as path:
         command = step[:-1] + [str(path)]
         say(f"{label} {shlex.join(command[1:])}  (the payload key)")
         try:
@@ -361,10 +361,7 @@ def _run(step: list[str], timeout: float = 600) -> None:
 
 
 def _provision_nvs(port: str, secret: dict[str, str], device_id: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:  # 0700, removed with the script in it
-        script = Path(tmp) / "nvs.py"
-        script.write_text(NVS_SCRIPT.format(**secret))
-        script.chmod(0o600)
+    with private_temp_file(NVS_SCRIPT.format(**secret).encode(), "nvs.py") as script:
         try:
             done = subprocess.run([venv_tool("mpremote"), "connect", port, "resume", "run",
                                    str(script)], capture_output=True, text=True, timeout=120,

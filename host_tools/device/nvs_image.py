@@ -20,12 +20,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
-from host_tools.fleet.pki import write_private
+from host_tools.fleet.pki import private_temp_file
 from host_tools.paths import ToolError
 
 NAMESPACE = "wearsafe"  # keystore.NAMESPACE
@@ -79,10 +77,9 @@ def nvs_image(record: Mapping[str, object], size: int) -> bytes:
         raise ToolError(f"an NVS partition of 0x{size:x} bytes cannot hold the payload key: "
                         f"it must be a multiple of 0x{PAGE:x} bytes, at least 0x{MIN_SIZE:x}")
     blobs = keystore_blobs(record)
-    with tempfile.TemporaryDirectory(prefix="wearsafe-nvsgen-") as tmp:  # 0700, removed whole
-        work = Path(tmp)
-        write_private(work / "keystore.csv", nvs_csv(blobs).encode())
-        done = _generate(work, "keystore.csv", "nvs.bin", size)
+    with private_temp_file(nvs_csv(blobs).encode(), "keystore.csv") as csv:
+        work = csv.parent  # the generator writes the image beside it, removed with it
+        done = _generate(work, csv.name, "nvs.bin", size)
         image = work / "nvs.bin"
         made = image.read_bytes() if image.is_file() else b""
     if done.returncode != 0 or len(made) != size:
@@ -114,13 +111,3 @@ def _redacted(output: str, secrets: list[bytes]) -> str:
         for form in (secret.hex(), secret.hex().upper()):
             text = text.replace(form, "<redacted>")
     return text
-
-
-@contextmanager
-def private_image(image: bytes, name: str = "nvs-wearsafe.bin") -> Iterator[Path]:
-    """`image` in a file (0600) of a private temporary directory (0700) while the
-    with-block runs (esptool's step); removed with its directory however that ends."""
-    with tempfile.TemporaryDirectory(prefix="wearsafe-nvs-") as tmp:
-        path = Path(tmp) / name
-        write_private(path, image)
-        yield path

@@ -31,7 +31,9 @@ import re
 import signal
 import stat
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +82,16 @@ def write_private(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())  # on disk before it replaces anything
     os.replace(tmp, path)
+
+
+@contextmanager
+def private_temp_file(data: bytes, name: str) -> Iterator[Path]:
+    """`data` in a file (0600) of a private temporary directory (0700) for one step
+    (a tool that reads a secret from a file); removed with it however the step ends."""
+    with tempfile.TemporaryDirectory(prefix="wearsafe-") as tmp:
+        path = Path(tmp) / name
+        write_private(path, data)
+        yield path
 
 
 def private_dir(path: Path) -> Path:
