@@ -15,9 +15,10 @@ blocking). The timeout is max(200 ms, 2 x rtt): Linux's TCP_RTO_MIN is HZ/5
 (include/net/tcp.h), and the RTO is about the smoothed RTT plus four
 deviations (RFC 6298), never below it. That is harsher than a busy stream,
 where three duplicate ACKs resend after one RTT, and right for MQTT's small
-messages. Kinder than the real thing: connection set-up is never lost here,
-where a lost SYN costs the initial 1 s RTO (RFC 6298 section 2.1). The kernel
-on these machines has no netem qdisc, so this is done in user space.
+messages. Connection set-up loses too: a lost SYN (or SYN-ACK) costs the
+initial RTO of 1 s (RFC 6298 section 2.1) before the connection carries a
+byte. The kernel on these machines has no netem qdisc, so this is done in
+user space.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from host_tools.paths import ToolError
 
 MSS = 1400  # bytes a segment carries on a typical Ethernet/Wi-Fi path
 RTO_MIN_S = 0.2  # Linux TCP_RTO_MIN (include/net/tcp.h: HZ/5)
+INITIAL_RTO_S = 1.0  # RFC 6298 section 2.1: before any RTT is measured (a SYN)
 _FIELD = re.compile(r"^(rtt|loss|rate|drop-every)=(\d+(?:\.\d+)?)(ms|s|%|kbit|mbit|bit)?$")
 _UNITS = {("rtt", "ms"): 1e-3, ("rtt", "s"): 1.0, ("loss", "%"): 0.01,
           ("rate", "bit"): 1.0, ("rate", "kbit"): 1e3, ("rate", "mbit"): 1e6,
@@ -118,6 +120,9 @@ class LinkEmulator:
 
     async def _connection(self, device_r: asyncio.StreamReader,
                           device_w: asyncio.StreamWriter) -> None:
+        if self.random.random() < self.profile.loss:  # the SYN or SYN-ACK was lost
+            self.retransmissions += 1
+            await asyncio.sleep(INITIAL_RTO_S)
         try:
             broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.broker_port)
         except OSError:
