@@ -119,7 +119,7 @@ for line in open(CASES):
          "digest": digest}))
     try:
         for _ in range(20):
-            up.service()
+            up.service(board.ticks_add(board.ticks_ms(), 1000))
     except SystemExit:
         print(name, "installed", "-")
         break

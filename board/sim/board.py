@@ -130,7 +130,7 @@ def reset():
 def next_firmware_slot():
     from simhw import partition
 
-    return partition.next_update(state_dir())
+    return partition.next_update(state_dir(), sleep_ms)
 
 
 def running_firmware_slot():

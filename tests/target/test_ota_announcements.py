@@ -34,6 +34,12 @@ class Board:
     def epoch_s(self):
         return self.now
 
+    def ticks_ms(self):
+        return self.now * 1000
+
+    def ticks_diff(self, a, b):
+        return a - b
+
     def next_firmware_slot(self):
         return None  # application updates only
 
@@ -222,7 +228,7 @@ def test_endless_new_garbage_images_cost_a_bounded_number_of_downloads():
                 link = link2
             board.now += 60
             digest = _garbage(link, up, minute)
-            up.service()
+            up.service(board.ticks_ms() + 1000)
             assert not inst.refused_before(digest)  # unsigned: its digest proves nothing
         pauses = [a[0] for e, a in lines if e == "update-pause"]
     # 1440 a day before; now a dozen on the first day, then one a day

@@ -20,10 +20,13 @@
 #   and reboots) with the default CONFIG_SPI_FLASH_DANGEROUS_WRITE_ABORTS.
 # Each partition is a sparse file <state>/esp32-<label>.bin; unwritten
 # bytes read as erased (0xFF), and a write only clears bits, as NOR flash.
+# Erasing and programming take the chip's time, during which the caller is
+# blocked (ESP-IDF spi_flash waits for the chip): simhw/partition.py busy_ms.
 import hashlib
 import json
 import os
 import struct
+import time
 
 SECTOR = 4096
 TYPE_APP, TYPE_DATA = 0, 1
@@ -107,6 +110,12 @@ def take_reset_cause():
         return "power-on"
 
 
+def _flash_ms(erased, programmed):
+    from simhw.partition import busy_ms  # here: CPython reads this module's TABLES
+
+    return busy_ms(erased, programmed)
+
+
 class Flash:
     """One partition's bytes with NOR-flash rules."""
 
@@ -136,6 +145,7 @@ class Flash:
             raise esp_error(ESP_ERR_INVALID_ARG)
         self._check(offset, n)
         self._store(offset, b"\xff" * n)
+        time.sleep_ms(_flash_ms(n, 0))
 
     def write(self, offset, data):
         self._check(offset, len(data))
@@ -144,6 +154,7 @@ class Flash:
         for i in range(len(data)):
             old[i] &= data[i]  # NOR flash: a write only clears bits
         self._store(offset, old)
+        time.sleep_ms(_flash_ms(0, len(data)))
 
     def _store(self, offset, data):
         try:

@@ -6,13 +6,19 @@
 import gc
 
 import board
-from wearsafe import VERSION, keystore, log, senml, sensing, settings
+from wearsafe import VERSION, keystore, log, realtime, senml, sensing, settings
 from wearsafe.batch import Batch
 from wearsafe.link import Link, LinkError, up_topic
 from wearsafe.outbox import Outbox
 from wearsafe.seal import Sealer
 
-SEND_PER_SECOND = 20  # outbox messages sent between two sensor readings
+# Each second the loop seals what the sensing task has completed, then gives the
+# link and updates WORK_MS to start operations in (one in progress may run over:
+# the sensing tasks run inside its waits, realtime.py). SEND_PER_SECOND bounds
+# the messages of one round where time passes only in sleeps (the tests' clock).
+LOOP_MS = 1000
+WORK_MS = 500
+SEND_PER_SECOND = 20
 # The watchdog resets a hung device. Fed every second; the longest legitimate
 # stall is a few link timeouts (ack_timeout_s each) during a reconnect or a fetch.
 WATCHDOG_MS = 300_000
@@ -28,7 +34,8 @@ class Uplink:
         self.delivered = 0
         self._was_up = None  # the first state is logged either way
 
-    def service(self):
+    def service(self, until):
+        """Connect if need be, then deliver from the outbox until `until` (ticks)."""
         up = self.link.ensure()
         if up != self._was_up:
             if up:
@@ -49,6 +56,8 @@ class Uplink:
                 return  # stays in the outbox; the link backs off and retries
             self.outbox.remove(record[0])
             self.delivered += 1
+            if board.ticks_diff(until, board.ticks_ms()) <= 0:
+                return
 
 
 class Updates:
@@ -68,8 +77,8 @@ class Updates:
         self.seconds_left = timeout_s
         self.confirmed = False
 
-    def service(self, uplink):
-        """One second's update work; the status lines to send, if any."""
+    def service(self, uplink, until):
+        """One round's update work, up to `until` (ticks); the status lines to send."""
         reports = self.updater.reports
         self.updater.reports = []
         if uplink.delivered and not self.confirmed:
@@ -86,7 +95,7 @@ class Updates:
             # an image on trial is kept or rolled back, and that reported, before the
             # next one may start: installing ends in a reset
             if not (reports or len(uplink.outbox)) and (self.confirmed or not self.on_trial):
-                self.updater.service()
+                self.updater.service(until)
         return [("update", "%s %s %s" % (event, info["version"],
                                           info.get("reason", info.get("kind"))))
                 for event, info in reports]
@@ -138,26 +147,48 @@ def run(seconds=None):
                  "outbox", len(uplink.outbox))
 
     status([("version", VERSION)] + crash.report(store_nvs()))
-    for vitals in sensing.run(hub, board, seconds):
-        dog.feed()
+    sensed = [0]  # seconds of vitals taken, up to `seconds`
+    ready = []  # (pack, readings) the sensing task completed, for the loop to seal
+
+    def second(vitals):  # the sensing task's, each second, whatever the loop is doing
+        if seconds is not None and sensed[0] >= seconds:
+            return
+        sensed[0] += 1
         if batch.add(vitals, board.epoch_s()):
             batch.note_dropped(uplink.outbox.take_dropped())
-            message = sealer.seal(batch.pack())
+            ready.append((batch.pack(), batch.readings()))
+            batch.clear(board.epoch_s())
+
+    sensing.start(hub, board, second)
+    tick = board.ticks_ms()
+    while True:
+        tick = board.ticks_add(tick, LOOP_MS)
+        wait = board.ticks_diff(tick, board.ticks_ms())
+        if wait < 0:  # the last round ran over: start the next one now
+            tick, wait = board.ticks_ms(), 0
+        realtime.sleep_ms(board, wait)
+        dog.feed()
+        while ready:
+            pack, readings = ready.pop(0)
+            message = sealer.seal(pack)
             uplink.outbox.append(message)
             log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv,
-                     batch.readings(), "readings", "outbox", len(uplink.outbox),
+                     readings, "readings", "outbox", len(uplink.outbox),
                      "heap", gc.mem_alloc(), "ppg-lost", hub.ppg_lost,
                      "accel-overrun", hub.accel_overruns, "stall-ms", hub.longest_stall_ms)
             hub.longest_stall_ms = 0  # the longest of each batch
-            batch.clear(board.epoch_s())
-        uplink.service()
+        until = board.ticks_add(board.ticks_ms(), WORK_MS)
+        uplink.service(until)
         if updates:
-            reports = updates.service(uplink)
+            reports = updates.service(uplink, until)
             if reports:
                 status([("version", VERSION)] + reports)
         if uplink.delivered and not confirmed_run:
             confirmed_run = True
             crash.clear_streak(store_nvs())
+        if seconds is not None and sensed[0] >= seconds and not ready:
+            break
+    realtime.stop()
     uplink.link.close()
 
 

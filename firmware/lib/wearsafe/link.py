@@ -7,19 +7,28 @@
 # umqtt.simple blocks and has no timeouts, so the Link owns them: every read
 # and write of the TLS socket is bounded, a PUBACK that does not come in
 # time fails the link, and keepalive pings go out when the link is idle.
+# Nothing blocks the sensor loop: the TCP connect, the TLS handshake and every
+# wait for the broker run on a non-blocking socket, in slices between which
+# the sensors are served (realtime.py).
 # Reconnects back off exponentially, with jitter, up to a cap.
 # On mbedTLS ports a failed certificate or host-name check raises ValueError,
 # not OSError (extmod/modtls_mbedtls.c): every connect failure is a LinkError.
 # mbedTLS buffers live outside the GC heap (about 20 KB a connection on the
 # ESP32): the socket is closed on every failure, and the SSLContext (parsed
 # certificates and key) is built once.
+import errno
 import random
+import select
+import socket
 import ssl
 import struct
 import sys
 
+import umqtt.simple
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
+
+from wearsafe import realtime
 
 MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set
 BACKOFF_FIRST_MS = const(1000)
@@ -29,6 +38,7 @@ BACKOFF_CAP_MS = const(60000)
 # keeps sending would otherwise hold a publish or a fetch forever).
 MAX_READ = const(16384)
 READS_PER_OP = const(512)
+WRITE_RETRY_MS = const(20)  # a full send buffer is not pollable through the TLS layer
 CERT_FILES = ("ca.der", "device.der", "device.key.der")
 OFFLINE = b"offline"
 _CONNACK_REASONS = {1: "protocol version refused", 2: "client id refused",
@@ -61,36 +71,109 @@ def _read(path):
         return f.read()
 
 
+def _wait(poller, budget, most):
+    """Wait on the socket for one slice (at most until the sensors are due, which
+    are served first); (what poll found, the budget left). A wait is bounded without
+    a clock (a board's and a simulator's differ): every slice that passes with
+    nothing costs its length, every wake-up at least a millisecond."""
+    realtime.service()
+    wait = realtime.due_in_ms(min(budget, most))
+    ready = poller.poll(wait)
+    budget -= 1 if ready else wait
+    if budget <= 0:
+        raise OSError(errno.ETIMEDOUT)
+    return ready, budget
+
+
+class _Net:
+    """What umqtt.simple's name `socket` stands for while the Link connects (its
+    socket() and getaddrinfo(), and the socket itself up to the TLS wrap): the
+    broker's address resolved once (again after a failed connect), and a TCP
+    connect that waits in slices, bounded, with the sensors served meanwhile (a
+    lost SYN costs a second or more on a real link)."""
+
+    def __init__(self, timeout_ms):
+        self.timeout_ms = timeout_ms
+        self.address = None
+        self.sock = None  # the TCP socket of the connect under way
+
+    def getaddrinfo(self, host, port):
+        if self.address is None:
+            self.address = socket.getaddrinfo(host, port)
+        return self.address
+
+    def socket(self):
+        self.sock = socket.socket()
+        return self
+
+    def settimeout(self, timeout):
+        pass  # umqtt.simple 1.4+ asks for none: the Link's own bound applies
+
+    def connect(self, address):
+        sock = self.sock
+        assert sock is not None  # socket() came first
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+        except OSError as e:
+            if e.args[0] != errno.EINPROGRESS:
+                raise
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        budget = self.timeout_ms
+        while True:
+            ready, budget = _wait(poller, budget, budget)
+            if ready:
+                if ready[0][1] & (select.POLLERR | select.POLLHUP):
+                    raise OSError(errno.ECONNREFUSED)
+                return
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+
+
 class _Tls:
-    """Wraps the client's TCP socket in TLS with our context, with its timeout.
+    """Wraps the client's TCP socket in TLS with our context, without blocking.
 
     Passed to umqtt.simple as `ssl` (1.4+: it calls ssl.wrap_socket(sock,
     server_hostname=...)) and installed as its `ussl` module (1.3: it calls
     ussl.wrap_socket(sock, **ssl_params)), so both versions take one path.
+    The handshake runs inside the first write (the CONNECT), step by step as
+    the broker's flights arrive (extmod/modtls_mbedtls.c: with
+    do_handshake_on_connect=False mbedtls_ssl_write/read drive it and answer
+    WANT_READ/WANT_WRITE, which a non-blocking socket reports as None).
     """
 
-    def __init__(self, context, timeout_s):
+    def __init__(self, context, timeout_ms):
         self.context = context
-        self.timeout_s = timeout_s
-        self.raw = None
+        self.timeout_ms = timeout_ms
 
     def wrap_socket(self, sock, server_hostname=None):
-        self.raw = sock
-        sock.settimeout(self.timeout_s)  # bounds the handshake and CONNACK
-        return self.context.wrap_socket(sock, server_hostname=server_hostname)
+        if isinstance(sock, _Net):
+            sock = sock.sock
+        sock.setblocking(False)
+        tls = self.context.wrap_socket(sock, server_hostname=server_hostname,
+                                       do_handshake_on_connect=False)
+        return _Bounded(tls, sock, self.timeout_ms)
 
 
 class _Bounded:
-    """The TLS socket as umqtt.simple sees it: 'blocking' means up to the timeout.
+    """The TLS socket as umqtt.simple sees it: 'blocking' means until the data is
+    there or the link's timeout has passed, waiting in slices no longer than the
+    time to the sensors' next poll, which runs between them (realtime.service).
 
-    umqtt.simple calls setblocking(True) after each read, which would clear
-    the socket's timeout; here it sets it again instead.
+    The TCP socket stays non-blocking; umqtt.simple's setblocking(False) (its
+    check_msg) means one try and None when nothing has come.
     """
 
-    def __init__(self, tls_sock, raw, timeout_s):
+    def __init__(self, tls_sock, raw, timeout_ms):
         self._tls = tls_sock
         self._raw = raw
-        self._timeout_s = timeout_s
+        self._timeout_ms = timeout_ms
+        self._blocking = True
+        self._poller = select.poll()
+        self._poller.register(raw, select.POLLIN)
         self.reads_left = READS_PER_OP
 
     def read(self, n):
@@ -102,17 +185,39 @@ class _Bounded:
         if self.reads_left < 0:
             raise OSError("link: the broker keeps sending; this operation gives up")
         data = self._tls.read(n)
-        if data is not None and len(data) < n:
-            raise OSError("link: connection closed by the broker")
-        return data
+        if data is None and not self._blocking:
+            return None
+        if data is not None and len(data) == n:
+            return data
+        buf = bytearray(n)
+        got = 0
+        budget = self._timeout_ms
+        while True:
+            if data is None:
+                budget = _wait(self._poller, budget, budget)[1]
+            elif not data:
+                raise OSError("link: connection closed by the broker")
+            else:
+                buf[got:got + len(data)] = data
+                got += len(data)
+                if got == n:
+                    return bytes(buf)
+            data = self._tls.read(n - got)
 
     def write(self, buf, n=None):
-        return self._tls.write(buf if n is None else memoryview(buf)[:n])
+        data = memoryview(buf)[:len(buf) if n is None else n]
+        sent = 0
+        budget = self._timeout_ms
+        while sent < len(data):
+            done = self._tls.write(data[sent:])
+            if done:
+                sent += done
+            else:  # the handshake waits for the broker, or the send buffer is full
+                budget = _wait(self._poller, budget, WRITE_RETRY_MS)[1]
+        return sent
 
     def setblocking(self, flag):
-        self._tls.setblocking(flag)
-        if flag:
-            self._raw.settimeout(self._timeout_s)
+        self._blocking = flag
 
     def close(self):
         self._tls.close()
@@ -136,6 +241,7 @@ class Link:
         self._port = settings["broker_port"]
         self._keepalive_s = settings["keepalive_s"]
         self._timeout_s = settings["ack_timeout_s"]
+        self._net = _Net(self._timeout_s * 1000)
         self._device_id = device_id
         self._cert_dir = cert_dir
         self._board = board
@@ -178,7 +284,7 @@ class Link:
             raise ClockNotSet("link: the clock is not set (NTP has not run), so the broker's "
                               "certificate cannot be checked")
         try:
-            tls = _Tls(self._context(), self._timeout_s)
+            tls = _Tls(self._context(), self._timeout_s * 1000)
         except (ValueError, OSError) as e:
             raise LinkError("link: the device's certificate, key or CA in %s is unusable (%s): "
                             "provision the device bundle again" % (self._cert_dir, e))
@@ -187,11 +293,11 @@ class Link:
         if hasattr(client, "ssl_params"):  # umqtt.simple 1.3
             client.ssl_params = {"server_hostname": self._host}
             sys.modules["ussl"] = tls  # type: ignore[assignment]  # a module in all but type
+        umqtt.simple.socket = self._net  # type: ignore[attr-defined]  # as above
         client.set_last_will(status_topic(self._device_id), OFFLINE, retain=True, qos=1)
         client.set_callback(self._deliver)
         try:
             client.connect()
-            client.sock = _Bounded(client.sock, tls.raw, self._timeout_s)
             for topic in self._listening:
                 client.subscribe(topic, 0)
         except MQTTException as e:
@@ -206,6 +312,7 @@ class Link:
                             % (self._host, e, self._host))
         except OSError as e:
             self._close_socket(client)
+            self._net.address = None  # the broker may have moved: look it up again
             raise LinkError("link: cannot reach %s:%d over TLS: %s (check the broker, its "
                             "certificate and this device's)" % (self._host, self._port, e))
         except (IndexError, AssertionError):  # umqtt.simple's checks of a CONNACK or SUBACK

@@ -1,9 +1,10 @@
 # The sensor loop: polls the chips' FIFOs every 100 ms (they hold 320 ms of
 # PPG and 640 ms of acceleration), feeds the estimators, and gives one set
-# of vitals per second. A chip that is missing at start is reported once
-# and the others keep running; a bus error in the middle of a read (a loose
-# wire: OSError ENODEV or ETIMEDOUT) is counted and the read tried again at
-# the next poll. Deadlines use ticks_add/ticks_diff: ticks wrap at 2^30 ms
+# of vitals per second. Both are realtime tasks: they go on while the
+# application works (link, updates, sealing). A chip that is missing at start
+# is reported once and the others keep running; a bus error in the middle
+# of a read (a loose wire: OSError ENODEV or ETIMEDOUT) is counted and the
+# read tried again at the next poll. Deadlines use ticks_add/ticks_diff: ticks wrap at 2^30 ms
 # (12.4 days) on the ESP32.
 #
 # Gaps are facts: a FIFO that overflowed because the loop came late (a TLS
@@ -15,7 +16,7 @@ from array import array
 
 from micropython import const
 
-from wearsafe import log
+from wearsafe import log, realtime
 from wearsafe.sensors import SensorError, lis3dh, max30102, max30205
 from wearsafe.vitals.ppg import HeartRateEstimator, Spo2Estimator
 from wearsafe.vitals.steps import StepCounter
@@ -129,30 +130,49 @@ class SensorHub:
         return out
 
 
-def run(hub, board, seconds=None):
-    """Yield a Vitals once per second (the same object, refilled) for `seconds` or forever."""
+def start(hub, board, on_second):
+    """Sense in the background from now on (realtime's tasks): the FIFOs drained every
+    POLL_MS, and each second on_second(vitals) with that second's Vitals (one object,
+    refilled). Both run wherever the application calls realtime.service() or
+    realtime.sleep_ms(), so the readings keep time whatever else the device does."""
     out = Vitals()
-    next_poll = board.ticks_ms()
-    next_report = board.ticks_add(next_poll, REPORT_MS)
-    reported = 0
-    last_poll = next_poll
-    while seconds is None or reported < seconds:
+    last_poll = board.ticks_ms()
+
+    def poll():
+        nonlocal last_poll
         now = board.ticks_ms()
         stall = board.ticks_diff(now, last_poll)  # the loop's own work included
         if stall > hub.longest_stall_ms:
             hub.longest_stall_ms = stall
         last_poll = now
         hub.poll()
-        now = board.ticks_ms()
-        late = board.ticks_diff(now, next_report)
-        if late >= 0:
-            # seconds the loop missed are skipped, not made up with copies of this one
-            next_report = board.ticks_add(next_report, (late // REPORT_MS + 1) * REPORT_MS)
+
+    def second():
+        on_second(hub.vitals(out))
+
+    # a second the device missed (the task came late) is skipped, not made up
+    # with copies of the next one (realtime.service)
+    realtime.every(board, POLL_MS, poll)
+    realtime.every(board, REPORT_MS, second, first_in=REPORT_MS)
+
+
+def run(hub, board, seconds=None):
+    """Yield a Vitals once per second for `seconds` or forever (start()'s, in a loop
+    that does nothing else)."""
+    done = []
+
+    def second(vitals):
+        done.append(vitals)
+
+    start(hub, board, second)
+    try:
+        reported = 0
+        while seconds is None or reported < seconds:
+            while not done:
+                realtime.sleep_ms(board, realtime.due_in_ms())
+            vitals = done.pop()
+            done.clear()
             reported += 1
-            yield hub.vitals(out)
-        next_poll = board.ticks_add(next_poll, POLL_MS)
-        wait = board.ticks_diff(next_poll, board.ticks_ms())
-        if wait > 0:
-            board.sleep_ms(wait)
-        else:
-            next_poll = board.ticks_ms()  # fell behind: poll now, do not pile up
+            yield vitals
+    finally:
+        realtime.stop()

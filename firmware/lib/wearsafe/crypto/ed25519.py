@@ -4,6 +4,7 @@
 # does not decode or is not canonical (y >= p) and S >= L are rejected.
 # Points are in extended coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z,
 # x*y = T/Z; the two scalar multiplications share their doublings (Straus).
+from wearsafe import realtime
 from wearsafe.crypto.sha512 import sha512
 
 P = 2**255 - 19
@@ -82,6 +83,7 @@ def _double_scalar_mult(s, p1, k, p2):
             q = _add(q, p2)
         elif bits == 3:
             q = _add(q, both)
+        realtime.service()  # about a second in all on an ESP32: the sensors go on
     return q
 
 

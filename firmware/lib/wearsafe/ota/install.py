@@ -11,6 +11,7 @@ import os
 from micropython import const
 
 import bootsel
+from wearsafe import realtime
 from wearsafe.ota import image
 
 APP_CAPACITY = const(512 * 1024)  # largest application bundle
@@ -123,6 +124,7 @@ class _PartitionSink:
         self.partition.writeblocks(self._index, self._block)
         self._index += 1
         self._fill = 0
+        realtime.service()  # an erase and a write: tens of ms on the chip
 
     def close(self):
         if self._fill:

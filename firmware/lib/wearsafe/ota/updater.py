@@ -3,7 +3,7 @@
 #   announce            JSON {"version", "kind", "size", "chunk", "digest"}
 #   <digest16>/<n>      the image, `chunk` bytes per message
 # The device fetches the chunks one by one (subscribe, take the retained
-# message, unsubscribe) a few per second between sensor readings, feeding
+# message, unsubscribe), as many as its share of each second allows, feeding
 # the streaming verifier; a dropped link resumes at the chunk it was
 # fetching. The announcement is not trusted: anyone who can write
 # updates/<class>/ can put any bytes there, retained, and the device reads it
@@ -120,8 +120,9 @@ class Updater:
         if self._job is None or self._job[0]["digest"] != offer["digest"]:
             self.offer = offer
 
-    def service(self):
-        """Fetch and verify a few chunks; install and reset when the image is complete."""
+    def service(self, until):
+        """Fetch and verify chunks until `until` (ticks; at most CHUNKS_PER_SERVICE);
+        install and reset when the image is complete."""
         if self._job is None:
             if self.offer is None or self.installer.backoff_left():
                 return  # an offer waits out a pause after refusals
@@ -144,6 +145,8 @@ class Updater:
                 verifier.feed(self.link.fetch(prefix + str(n)))
                 n += 1
                 self._job[2] = n
+                if self.board.ticks_diff(until, self.board.ticks_ms()) <= 0:
+                    return
         except LinkError:
             return  # resumes at chunk n once the link is back
         except (image.ImageError, UpdateError) as e:

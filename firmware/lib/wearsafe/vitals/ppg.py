@@ -13,6 +13,8 @@ from array import array
 
 from micropython import const
 
+from wearsafe import realtime
+
 _TARGET_RATE = const(25)
 _WINDOW_S = const(8)
 _MIN_SECONDS = const(4)
@@ -96,7 +98,10 @@ def period(channel):
         return None
     lo = max(2, int(channel.rate * 60 / 220))
     hi = min(len(x) // 2, int(channel.rate * 60 / 30) + 1)
-    r = [_autocorrelation(x, k) / energy for k in range(lo - 1, hi + 2)]
+    r = []
+    for k in range(lo - 1, hi + 2):
+        r.append(_autocorrelation(x, k) / energy)
+        realtime.service()  # about a FIFO's worth of work on an ESP32: x is our own copy
     peaks = [i for i in range(1, len(r) - 1) if r[i] >= r[i - 1] and r[i] > r[i + 1]]
     if not peaks:
         return None

@@ -59,6 +59,7 @@ class App:
 
         self.board = board
         self.version = VERSION
+        self.until = lambda: board.ticks_add(board.ticks_ms(), app.WORK_MS)  # a round's work
         state = board.state_dir()
         config = settings.load(state + "/settings.json")
         self.store = keystore.Keystore(board.nvs(keystore.NAMESPACE))
@@ -97,10 +98,10 @@ class App:
             self.batch.clear(self.board.epoch_s())
             yield "seal"
         connected = self.uplink.link.connected
-        self.uplink.service()
+        self.uplink.service(self.until())
         yield "uplink" if connected else "connect"
         if self.updates:
-            reports = self.updates.service(self.uplink)
+            reports = self.updates.service(self.uplink, self.until())
             if reports:
                 self.status([("version", self.version)] + reports)
             yield "updates"
