@@ -63,7 +63,7 @@ def test_esp32_virtual_board_runs_the_esp32_port_model(tmp_path: Path):
     try:
         assert vboard.stdout is not None
         line = vboard.stdout.readline()  # printed once the pty is there
-        assert "virtual board (esp32_devkitc, 96K heap) on " in line, line + vboard.stderr.read()
+        assert "virtual board (esp32_devkitc, 110K heap) on " in line, line + vboard.stderr.read()
         port = str(tmp_path / "tty")
         info = mpremote(port, "resume", "exec",
                         "import esp32; print(esp32.Partition(esp32.Partition.RUNNING).info())")

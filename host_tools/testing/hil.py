@@ -83,7 +83,9 @@ def _end_to_end(target: BoardTarget, server: Server, device_id: str, key: Device
             log = target.mpremote("exec", f"import wearsafe.app; wearsafe.app.run({seconds})",
                                   timeout=seconds + 120, reset=True)
         finally:
-            target.mpremote("fs", "cp", str(original), ":settings.json")
+            # from a soft reset too: an application that failed (a MemoryError) left its
+            # heap full, and the board's settings must go back even then
+            target.mpremote("fs", "cp", str(original), ":settings.json", reset=True)
         return _judge(arrived, PayloadOpener({key.key_id: key}, in_order=False), device_id,
                       topic, log)
     finally:

@@ -125,6 +125,17 @@ def test_7_sensing_and_the_link_keep_time_through_the_ticks_wrap():
     assert waited >= 400
 
 
+def test_7_a_link_made_late_in_the_ticks_period_tries_at_once():
+    time.model_set_ticks((1 << 30) - 60000)  # booted (or first online) 12.4 days in
+    _online()
+    board.sync_clock()
+    _certs()
+    uplink = link.Link(dict(settings.DEFAULTS, broker_host="localhost", ack_timeout_s=1),
+                       "a1b2c3d4", "certs", board)
+    assert uplink.ensure() is False
+    assert uplink.last_error is not None, "the first connect waits for the ticks to wrap"
+
+
 def test_8_missing_or_bad_wifi_json_is_no_network_not_a_crash():
     assert board.network_up() is False  # no wifi.json
     board._wlan = board._wifi_error = None
@@ -139,7 +150,10 @@ def test_8_a_loose_wire_mid_read_is_counted_not_raised():
     hub.poll()
     machine.inject_i2c_fault(0x48, 19)  # ENODEV from the thermometer
     hub.vitals(sensing.Vitals())
-    assert hub.bus_errors == 2
+    board.sleep_ms(300)
+    machine.inject_i2c_fault(0x18, 116, after_bytes=3)  # and inside the accelerometer's burst
+    hub.poll()
+    assert hub.bus_errors == 3
     seconds = 0
     for _ in sensing.run(hub, board, 3):
         seconds += 1
@@ -192,6 +206,51 @@ def test_10_the_tls_context_is_built_once():
         pass
     uplink._ssl_context = context = object()
     assert uplink._context() is context
+
+
+def _connect_failing_with(error):
+    """Link.ensure() with a client whose connect ends in `error` once its TLS socket
+    is there; (ensure()'s result, the link's last error, whether the socket was closed)."""
+    from umqtt.simple import MQTTClient
+
+    closed = []
+
+    class Socket:
+        def close(self):
+            closed.append(True)
+
+    class Failing(MQTTClient):
+        def connect(self, clean_session=True):
+            self.sock = Socket()
+            raise error
+
+    _online()
+    board.sync_clock()
+    _certs()
+    uplink = link.Link(dict(settings.DEFAULTS, broker_host="localhost"), "a1b2c3d4", "certs",
+                       board)
+    uplink._ssl_context = object()  # no handshake here: the failure is what counts
+    real, link.MQTTClient = link.MQTTClient, Failing
+    try:
+        up = uplink.ensure()
+    finally:
+        link.MQTTClient = real
+    return up, uplink.last_error, closed == [True]
+
+
+def test_5_a_broker_certificate_that_fails_verification_backs_off():
+    # mbedTLS's verdict on the broker's certificate, host name or date (modtls_mbedtls.c)
+    up, error, closed = _connect_failing_with(ValueError("MBEDTLS_ERR_X509_CERT_VERIFY_FAILED"))
+    assert up is False and "TLS verification of localhost failed" in error, error
+    assert closed
+
+
+def test_10_a_refused_connect_closes_its_socket():
+    from umqtt.simple import MQTTException
+
+    up, error, closed = _connect_failing_with(MQTTException(5))  # CONNACK: not authorised
+    assert up is False and "refused" in error, error
+    assert closed, "a refused session keeps its mbedTLS buffers"
 
 
 def test_11_a_firmware_trial_is_a_trial():

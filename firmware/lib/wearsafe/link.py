@@ -250,7 +250,7 @@ class Link:
         self._listening = {}  # topic -> callback(topic, message), subscribed at each connect
         self._fetching = None  # (topic, [message]) while fetch() waits
         self._last_io = 0
-        self._retry_at = 0
+        self._retry_at = board.ticks_ms()  # now: a fixed 0 is in the future half the period
         self._backoff_ms = 0
         self.connects = 0
         self.last_error = None
