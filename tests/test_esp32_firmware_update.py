@@ -45,6 +45,11 @@ def counter(fleet, device) -> int:  # type: ignore[no-untyped-def]
     return int(done.stdout.split()[-1])
 
 
+def firmware_version(device) -> str:  # type: ignore[no-untyped-def]
+    """The confirmed firmware's version, as the boot record keeps it."""
+    return json.loads((device.state / "apps" / "boot.json").read_text())["firmware_version"]
+
+
 def shorter_trials(device, seconds: int = 30) -> None:  # type: ignore[no-untyped-def]
     settings = json.loads((device.state / "settings.json").read_text())
     settings["confirm_timeout_s"] = seconds
@@ -70,6 +75,7 @@ def test_firmware_lands_in_the_other_slot_is_confirmed_and_an_unconfirmed_one_ro
     assert ("update", "installed 1.30.0+0 firmware") in status_values(fleet, device)
     assert otadata(device)["state"] == "valid"
     assert counter(fleet, device) == 2
+    assert firmware_version(device) == "1.30.0+0"  # what the next boot reports as running
 
     release.publish_image(fleet.server, fleet.broker.port,
                           firmware_image(fleet, tmp_path, "1.31.0", 3), BOARD)
@@ -87,6 +93,7 @@ def test_firmware_lands_in_the_other_slot_is_confirmed_and_an_unconfirmed_one_ro
     fleet.wait_stored(stored + 1)
     assert ("update", "rolled-back 1.31.0+0 firmware") in status_values(fleet, device), run.stdout
     assert counter(fleet, device) == 2  # never raised for an image that was not confirmed
+    assert firmware_version(device) == "1.30.0+0"
 
 
 def test_an_image_the_bootloader_would_refuse_is_refused_once_and_the_device_keeps_running(  # type: ignore[no-untyped-def]

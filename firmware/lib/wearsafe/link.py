@@ -172,9 +172,14 @@ class _Bounded:
         self._raw = raw
         self._timeout_ms = timeout_ms
         self._blocking = True
-        self._poller = select.poll()
-        self._poller.register(raw, select.POLLIN)
+        self._poller = None  # made at the first wait
         self.reads_left = READS_PER_OP
+
+    def _wait(self, budget, most):
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._raw, select.POLLIN)
+        return _wait(self._poller, budget, most)[1]
 
     def read(self, n):
         # umqtt.simple reads the lengths the broker announces: a hostile one
@@ -194,7 +199,7 @@ class _Bounded:
         budget = self._timeout_ms
         while True:
             if data is None:
-                budget = _wait(self._poller, budget, budget)[1]
+                budget = self._wait(budget, budget)
             elif not data:
                 raise OSError("link: connection closed by the broker")
             else:
@@ -213,7 +218,7 @@ class _Bounded:
             if done:
                 sent += done
             else:  # the handshake waits for the broker, or the send buffer is full
-                budget = _wait(self._poller, budget, WRITE_RETRY_MS)[1]
+                budget = self._wait(budget, WRITE_RETRY_MS)
         return sent
 
     def setblocking(self, flag):
