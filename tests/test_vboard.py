@@ -15,7 +15,9 @@ from host_tools.testing.vboard import VirtualBoard
 from tests.conftest import run_pytest
 
 MPREMOTE = venv_tool("mpremote")
-ESP32_HEAP = "110K"
+# An ESP32's 110 KB GC heap for 32-bit objects: on this 64-bit port the app's import
+# holds 80 KB against 65 KB on a 32-bit one (make bench), so 120K is still stricter.
+ESP32_HEAP = "120K"
 
 
 def mpremote(port: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -63,7 +65,7 @@ def test_esp32_virtual_board_runs_the_esp32_port_model(tmp_path: Path):
     try:
         assert vboard.stdout is not None
         line = vboard.stdout.readline()  # printed once the pty is there
-        assert "virtual board (esp32_devkitc, 110K heap) on " in line, line + vboard.stderr.read()
+        assert "virtual board (esp32_devkitc, 120K heap) on " in line, line + vboard.stderr.read()
         port = str(tmp_path / "tty")
         info = mpremote(port, "resume", "exec",
                         "import esp32; print(esp32.Partition(esp32.Partition.RUNNING).info())")

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.device.build import compile_module
 from host_tools.paths import ToolError, venv_tool
 from host_tools.testing.esp32_model import MODEL_HEAP, POWER_ON, model_env
 
@@ -249,9 +250,12 @@ class BoardTarget:
             home = f":{BOARD_HOME}"
             self.mpremote("fs", "mkdir", home)
             self.mpremote("fs", "cp", "-r", "lib", f"{home}/", cwd=Path(tmp))
-        self.mpremote("fs", "mkdir", f"{home}/tests")
-        tests = sorted(str(p.name) for p in tests_dir.glob("*.py"))
-        self.mpremote("fs", "cp", *tests, f"{home}/tests/", cwd=tests_dir)
+            # compiled here, as lib/ is: the board's heap holds the tests, not their
+            # compilation (a parse tree of a large module fragments an ESP32's heap)
+            compiled = Path(tmp) / "tests"
+            for src in sorted(tests_dir.glob("*.py")):
+                compile_module(src, compiled / f"{src.stem}.mpy", src.name)
+            self.mpremote("fs", "cp", "-r", "tests", f"{home}/", cwd=Path(tmp))
         self.prepared = True
         atexit.register(self.close)  # the plugin has no end-of-run call for a target
 

@@ -3,9 +3,10 @@ import board
 import wearsafe
 from wearsafe import link
 
-# The whole application's import, on the 64-bit unix port where objects take
-# about twice the bytes: an ESP32's GC heap once grown (~110K) is the bound.
-HEAP = "110K"
+# The whole application's import within an ESP32's GC heap once grown (110 KB of
+# 32-bit objects): on this 64-bit port the import holds 80 KB against 65 KB on a
+# 32-bit one (make bench), so 120K here is still stricter than the board.
+HEAP = "120K"
 
 
 def test_version_is_semver():

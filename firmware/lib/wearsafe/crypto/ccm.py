@@ -14,9 +14,18 @@ _CBC = const(2)
 _CHUNK_BLOCKS = const(64)  # 1 KiB of keystream or MAC input per cipher call
 
 
+def _blocks(value_of):
+    """64 big-endian 16-byte blocks, block i holding value_of(i), as one integer
+    (one 1 KiB buffer, not 128 joined byte strings: the import leaves few fragments)."""
+    buf = bytearray(16 * _CHUNK_BLOCKS)
+    for i in range(_CHUNK_BLOCKS):
+        buf[16 * i + 15] = value_of(i)
+    return int.from_bytes(buf, "big")
+
+
 # 64 blocks of 1, and of 0, 1, 2 ... 63 (most significant first), for _counter_blocks.
-_ONES = int.from_bytes(b"".join(b"\0" * 15 + b"\1" for _ in range(_CHUNK_BLOCKS)), "big")
-_RAMP = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(_CHUNK_BLOCKS)), "big")
+_ONES = _blocks(lambda i: 1)
+_RAMP = _blocks(lambda i: i)
 
 
 class AuthError(Exception):
