@@ -644,12 +644,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")
     add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
-    sp.add_argument("--heap", default="120K",
-                    help="GC heap the board's code gets (default 120K: an ESP32's 110 KB once "
-                         "grown, without PSRAM, still stricter on this 64-bit port, where the "
-                         "app's import holds 80 KB against 65 KB on a 32-bit one; the whole app "
-                         "from .mpy files, "
-                         "as `wearsafe hil --broker` runs it, needs 256K)")
+    sp.add_argument("--heap", default="120K",  # vboard.ESP32_HEAP, not imported at start-up
+                    help="GC heap the board's code gets (default 120K: an ESP32's 110 KB "
+                         "once grown, for this 64-bit port's larger objects; "
+                         "the whole app from .mpy files, as `wearsafe hil --broker` runs it, "
+                         "needs 256K)")
     sp = add("fuzz", cmd_fuzz, "fuzz the decoders facing the network (OTA images, CBOR, COSE, "
                                "MQTT from a hostile broker, the ingest) with generated inputs")
     sp.add_argument("--target", action="append", choices=("ota", "cbor", "cose", "mqtt",

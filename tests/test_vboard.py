@@ -11,13 +11,10 @@ from pathlib import Path
 
 from host_tools.paths import TARGET_TESTS, venv_tool
 from host_tools.testing.target import collect
-from host_tools.testing.vboard import VirtualBoard
+from host_tools.testing.vboard import ESP32_HEAP, VirtualBoard
 from tests.conftest import run_pytest
 
 MPREMOTE = venv_tool("mpremote")
-# An ESP32's 110 KB GC heap for 32-bit objects: on this 64-bit port the app's import
-# holds 80 KB against 65 KB on a 32-bit one (make bench), so 120K is still stricter.
-ESP32_HEAP = "120K"
 
 
 def mpremote(port: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -65,7 +62,8 @@ def test_esp32_virtual_board_runs_the_esp32_port_model(tmp_path: Path):
     try:
         assert vboard.stdout is not None
         line = vboard.stdout.readline()  # printed once the pty is there
-        assert "virtual board (esp32_devkitc, 120K heap) on " in line, line + vboard.stderr.read()
+        assert f"virtual board (esp32_devkitc, {ESP32_HEAP} heap) on " in line, \
+            line + vboard.stderr.read()
         port = str(tmp_path / "tty")
         info = mpremote(port, "resume", "exec",
                         "import esp32; print(esp32.Partition(esp32.Partition.RUNNING).info())")

@@ -3,9 +3,8 @@ import board
 import wearsafe
 from wearsafe import link
 
-# The whole application's import within an ESP32's GC heap once grown (110 KB of
-# 32-bit objects): on this 64-bit port the import holds 80 KB against 65 KB on a
-# 32-bit one (make bench), so 120K here is still stricter than the board.
+# The whole application's import within an ESP32's GC heap once grown, as this
+# 64-bit port holds it (host_tools/testing/vboard.py: ESP32_HEAP).
 HEAP = "120K"
 
 

@@ -13,7 +13,8 @@ from wearsafe.ota import image, install, updater
 
 # The updater (with the link it imports), installer and verifier, this module and
 # its fixtures (a 6000-byte message, two days of announcements) within an ESP32's
-# GC heap: the virtual board runs it at 120K (test_vboard.ESP32_HEAP) through mpremote.
+# GC heap: the virtual board runs it at 120K through mpremote (ESP32_HEAP in
+# host_tools/testing/vboard.py).
 HEAP = "110K"
 
 SPKI = unhexlify("302a300506032b6570032100")  # an Ed25519 SubjectPublicKeyInfo's start
