@@ -15,7 +15,7 @@ The kernel's CFS bandwidth control hands the quota out per period (at least
 1 ms of CPU each period): a throttled device runs at full speed for 1 ms, then
 waits out the rest of the period, where an ESP32 runs slowly all the time.
 Work per second is the ESP32's; the finest grain of a delay is one period
-(about 65 ms here), below the MAX30102 FIFO's 320 ms.
+(about 65 ms here), well below the FIFOs' 1.28 s.
 
 Throttling needs a writable cpu controller: cgroup v1 (/sys/fs/cgroup/cpu) or
 v2 (cpu.max); root has one on these machines. Where there is none the tools

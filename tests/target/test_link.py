@@ -77,3 +77,45 @@ def test_an_unset_clock_is_an_error_not_a_hang():
     e = raises(ClockNotSet, link.connect)
     assert "clock is not set and NTP failed (no NTP server)" in str(e)
     assert not link.ensure() and "clock is not set" in link.last_error
+
+
+def test_nothing_raises_through_mbedtls_and_a_sensor_error_comes_out_after_it():
+    # mbedTLS calls _Serviced from C: an exception there would longjmp out of its
+    # state machine, leaking what it allocated outside the GC heap.
+    from wearsafe import realtime
+    from wearsafe.link import _Bounded, _Serviced
+
+    class Peer:
+        closed = False
+
+        def readinto(self, buf):
+            raise OSError(104)  # ECONNRESET
+
+        def write(self, buf):
+            return len(buf)
+
+        def close(self):
+            self.closed = True
+
+    class Tls:  # what the TLS socket does when mbedTLS has called _Serviced.write
+        def __init__(self, serviced):
+            self.serviced = serviced
+
+        def write(self, data):
+            return self.serviced.write(data)
+
+    def failing_sensor():
+        raise ValueError("a sensor task failed")
+
+    peer = Peer()
+    serviced = _Serviced(peer)
+    assert serviced.readinto(bytearray(4)) == -104  # an errno for mbedTLS
+    realtime.every(_Board(), 0, failing_sensor)
+    try:
+        assert serviced.write(b"ab") == 2 and serviced.error is not None
+        bounded = _Bounded(Tls(serviced), peer, serviced, 1000)
+        assert str(raises(ValueError, bounded.write, b"ab")) == "a sensor task failed"
+        assert serviced.error is None  # raised once, not again
+    finally:
+        realtime.stop()
+    assert serviced.ioctl(4, 0) == 0 and peer.closed  # MP_STREAM_CLOSE reaches the socket

@@ -4,13 +4,15 @@ import random
 
 from simhw import scenarios
 from simhw.physio import AccelModel, PpgModel
+from wearsafe.sensors import lis3dh, max30102
 from wearsafe.vitals.ppg import HeartRateEstimator, Spo2Estimator
 from wearsafe.vitals.steps import StepCounter
 from wearsafe.vitals.temperature import BodyTemperature
 
 UNIX_ONLY = True  # uses the sim board's models
 TIMEOUT = 300
-FS = 100
+FS = max30102.SAMPLE_RATE  # the FIFO's samples per second, as the device feeds them
+CONVERSIONS = 100  # the chip's conversions per second, averaged into each FIFO sample
 
 
 def _wearer(**changes):
@@ -20,8 +22,13 @@ def _wearer(**changes):
 
 
 def _feed(model, seconds, *estimators, invert=False):
+    per = CONVERSIONS // FS
     for _ in range(int(seconds * FS)):
-        red, ir = model.sample(1 / FS)
+        red = ir = 0
+        for _ in range(per):  # as the MAX30102 averages (SMP_AVE)
+            r, i = model.sample(1 / CONVERSIONS)
+            red, ir = red + r, ir + i
+        red, ir = red // per, ir // per
         if invert:  # a recording where the pulse is a peak, not a dip
             red, ir = 300000 - red, 300000 - ir
         for estimator in estimators:
@@ -75,7 +82,7 @@ def test_noise_alone_is_not_a_heart_rate():
     assert hr.bpm() is None
 
 
-def _walk(counter, model, seconds, fs=50):
+def _walk(counter, model, seconds, fs=lis3dh.SAMPLE_RATE):
     for _ in range(int(seconds * fs)):
         counter.add(*[int(v) for v in model.sample(1 / fs)])
 
@@ -83,7 +90,7 @@ def _walk(counter, model, seconds, fs=50):
 def test_1000_steps_at_1_5_to_2_2_steps_per_second_within_5_percent():
     random.seed(5)
     for cadence in (1.5, 1.8, 2.2):
-        counter = StepCounter(50)
+        counter = StepCounter(lis3dh.SAMPLE_RATE)
         _walk(counter, AccelModel(_wearer(cadence=cadence, stride_g=0.35, hand_moves=0)),
               1000 / cadence)
         assert abs(counter.steps - 1000) <= 50, (cadence, counter.steps)
@@ -92,7 +99,7 @@ def test_1000_steps_at_1_5_to_2_2_steps_per_second_within_5_percent():
 def test_after_a_gap_a_walk_must_show_its_rhythm_again_before_steps_count():
     random.seed(7)
     model = AccelModel(_wearer(cadence=2.0, stride_g=0.35, hand_moves=0))
-    counter = StepCounter(50)
+    counter = StepCounter(lis3dh.SAMPLE_RATE)
     _walk(counter, model, 10)  # a walk in progress: each step counts at once
     before = counter.steps
     _walk(counter, model, 1)
@@ -107,7 +114,7 @@ def test_after_a_gap_a_walk_must_show_its_rhythm_again_before_steps_count():
 
 def test_ten_minutes_of_rest_with_small_hand_movements_is_under_20_steps():
     random.seed(6)
-    counter = StepCounter(50)
+    counter = StepCounter(lis3dh.SAMPLE_RATE)
     _walk(counter, AccelModel(_wearer(hand_moves=3)), 600)
     assert counter.steps < 20, counter.steps
 

@@ -6,7 +6,13 @@ _FIFO = 32
 
 
 class MAX30102:
-    """MAX30102: PART_ID 0x15 at 0xFF, 32-sample FIFO of red+IR (3 bytes each, 18-bit)."""
+    """MAX30102: PART_ID 0x15 at 0xFF, 32-sample FIFO of red+IR (3 bytes each, 18-bit).
+
+    FIFO_CONFIG (0x08) bits 7:5, SMP_AVE: each FIFO sample is the mean of 1, 2, 4,
+    8, 16 or 32 (0b101 and up) adjacent conversions of each channel, so the FIFO
+    fills at the sample rate divided by that (datasheet 19-7740, FIFO
+    Configuration); OVF_COUNTER counts FIFO samples, not conversions.
+    """
 
     def __init__(self, scenario):
         self.model = PpgModel(scenario)
@@ -19,6 +25,7 @@ class MAX30102:
         self.regs[0xFE], self.regs[0xFF] = 0x03, 0x15  # REV_ID, PART_ID
         self.wr = self.rd = self.ovf = self.unread = 0
         self.byte = 0  # position inside the sample being read through FIFO_DATA
+        self.sum_red = self.sum_ir = self.summed = 0  # conversions of the sample in progress
 
     def _rate(self):
         mode, spo2 = self.regs[0x09] & 0x07, self.regs[0x0A]
@@ -32,9 +39,16 @@ class MAX30102:
             self.last_us = now_us
             return
         period = 1000000 // rate
+        average = 1 << min(5, self.regs[0x08] >> 5)
         while now_us - self.last_us >= period:
             self.last_us += period
-            self._push(*self.model.sample(period / 1e6))
+            red, ir = self.model.sample(period / 1e6)
+            self.sum_red += red
+            self.sum_ir += ir
+            self.summed += 1
+            if self.summed >= average:
+                self._push(self.sum_red // average, self.sum_ir // average)
+                self.sum_red = self.sum_ir = self.summed = 0
 
     def _push(self, red, ir):
         if self.unread == _FIFO:

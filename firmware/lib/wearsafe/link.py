@@ -17,6 +17,7 @@
 # ESP32): the socket is closed on every failure, and the SSLContext (parsed
 # certificates and key) is built once.
 import errno
+import io
 import random
 import select
 import socket
@@ -38,6 +39,7 @@ BACKOFF_CAP_MS = const(60000)
 # keeps sending would otherwise hold a publish or a fetch forever).
 MAX_READ = const(16384)
 READS_PER_OP = const(512)
+_STREAM_CLOSE = const(4)  # py/stream.h MP_STREAM_CLOSE
 WRITE_RETRY_MS = const(20)  # a full send buffer is not pollable through the TLS layer
 CERT_FILES = ("ca.der", "device.der", "device.key.der")
 OFFLINE = b"offline"
@@ -153,9 +155,59 @@ class _Tls:
         if isinstance(sock, _Net):
             sock = sock.sock
         sock.setblocking(False)
-        tls = self.context.wrap_socket(sock, server_hostname=server_hostname,
+        serviced = _Serviced(sock)
+        tls = self.context.wrap_socket(serviced, server_hostname=server_hostname,
                                        do_handshake_on_connect=False)
-        return _Bounded(tls, sock, self.timeout_ms)
+        return _Bounded(tls, sock, serviced, self.timeout_ms)
+
+
+def _errno(error):
+    code = error.args[0] if error.args else None
+    return code if isinstance(code, int) and code > 0 else errno.EIO
+
+
+class _Serviced(io.IOBase):
+    """The TCP socket as mbedTLS sees it. Its receive and send callbacks reach
+    these methods through the stream protocol (extmod/modtls_mbedtls.c
+    _mbedtls_ssl_recv/_send, py/modio.c iobase_p), where the sensors are served:
+    a handshake flight's crypto (the chain check, the server's signature, the
+    key exchange, our signature) then runs in pieces with the FIFOs drained
+    between them, not as one C call of a second or more.
+
+    Nothing may raise through mbedTLS (a longjmp out of its state machine,
+    which allocates outside the GC heap): an error becomes an errno for it,
+    and a sensor task's exception is kept for _Bounded to raise."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.error = None  # a sensor task's exception, raised after mbedTLS returns
+
+    def _service(self):
+        if self.error is None:
+            try:
+                realtime.service()
+            except Exception as e:  # noqa: BLE001 (kept and raised, never lost)
+                self.error = e
+
+    def readinto(self, buf):
+        self._service()
+        try:
+            return self._sock.readinto(buf)  # None: nothing yet (WANT_READ)
+        except OSError as e:
+            return -_errno(e)
+
+    def write(self, buf):
+        self._service()
+        try:
+            return self._sock.write(buf)
+        except OSError as e:
+            return -_errno(e)
+
+    def ioctl(self, request, arg):
+        if request == _STREAM_CLOSE:
+            self._sock.close()
+            return 0
+        return -errno.EINVAL  # nothing polls through TLS: _Bounded polls the TCP socket
 
 
 class _Bounded:
@@ -167,9 +219,10 @@ class _Bounded:
     check_msg) means one try and None when nothing has come.
     """
 
-    def __init__(self, tls_sock, raw, timeout_ms):
+    def __init__(self, tls_sock, raw, serviced, timeout_ms):
         self._tls = tls_sock
         self._raw = raw
+        self._serviced = serviced
         self._timeout_ms = timeout_ms
         self._blocking = True
         self._poller = None  # made at the first wait
@@ -181,6 +234,23 @@ class _Bounded:
             self._poller.register(self._raw, select.POLLIN)
         return _wait(self._poller, budget, most)[1]
 
+    def _kept_error(self):
+        error, self._serviced.error = self._serviced.error, None
+        if error is not None:
+            raise error
+
+    def _tls_read(self, n):
+        try:
+            return self._tls.read(n)
+        finally:
+            self._kept_error()
+
+    def _tls_write(self, data):
+        try:
+            return self._tls.write(data)
+        finally:
+            self._kept_error()
+
     def read(self, n):
         # umqtt.simple reads the lengths the broker announces: a hostile one
         # would have the socket allocate its buffer first (found by fuzzing)
@@ -189,7 +259,7 @@ class _Bounded:
         self.reads_left -= 1
         if self.reads_left < 0:
             raise OSError("link: the broker keeps sending; this operation gives up")
-        data = self._tls.read(n)
+        data = self._tls_read(n)
         if data is None and not self._blocking:
             return None
         if data is not None and len(data) == n:
@@ -207,14 +277,14 @@ class _Bounded:
                 got += len(data)
                 if got == n:
                     return bytes(buf)
-            data = self._tls.read(n - got)
+            data = self._tls_read(n - got)
 
     def write(self, buf, n=None):
         data = memoryview(buf)[:len(buf) if n is None else n]
         sent = 0
         budget = self._timeout_ms
         while sent < len(data):
-            done = self._tls.write(data[sent:])
+            done = self._tls_write(data[sent:])
             if done:
                 sent += done
             else:  # the handshake waits for the broker, or the send buffer is full

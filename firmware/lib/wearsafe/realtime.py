@@ -1,5 +1,5 @@
-# The sensor loop's real time. The chips' FIFOs hold 320 ms (MAX30102) and
-# 640 ms (LIS3DH); much else the device does takes longer on an ESP32: a
+# The sensor loop's real time. The chips' FIFOs hold 1.28 s each (MAX30102,
+# LIS3DH); much else the device does takes as long on an ESP32: a
 # PUBACK's round trip, a TLS handshake, an update chunk, a flash erase, the
 # Ed25519 check (about a second of MicroPython there), the heart rate's
 # autocorrelation. Such work calls service() wherever it may pause: between

@@ -1,5 +1,5 @@
-# The sensor loop: polls the chips' FIFOs every 100 ms (they hold 320 ms of
-# PPG and 640 ms of acceleration), feeds the estimators, and gives one set
+# The sensor loop: polls the chips' FIFOs every 100 ms (each holds 1.28 s:
+# 32 samples at 25/s), feeds the estimators, and gives one set
 # of vitals per second. Both are realtime tasks: they go on while the
 # application works (link, updates, sealing). A chip that is missing at start
 # is reported once and the others keep running; a bus error in the middle

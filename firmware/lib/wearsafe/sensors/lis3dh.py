@@ -1,6 +1,7 @@
-# LIS3DH 3-axis accelerometer (ST datasheet DocID17530): 50 Hz, +-4 g,
+# LIS3DH 3-axis accelerometer (ST datasheet DocID17530): 25 Hz, +-4 g,
 # high resolution (12-bit), block data update, FIFO in stream mode so that
-# the firmware reads bursts of samples.
+# the firmware reads bursts of samples. 25 Hz resolves a step (at most 3 a
+# second) and lets the 32-level FIFO hold 1.28 s, as long as the PPG's.
 import time
 
 from micropython import const
@@ -18,7 +19,7 @@ _FIFO_CTRL = const(0x2E)
 _FIFO_SRC = const(0x2F)
 _AUTO_INCREMENT = const(0x80)  # register address MSB: multi-byte read
 
-_ODR_50HZ_XYZ = const(0x47)  # ODR 0100 = 50 Hz, normal power, X/Y/Z enabled
+_ODR_25HZ_XYZ = const(0x37)  # ODR 0011 = 25 Hz, normal power, X/Y/Z enabled
 _BDU_4G_HR = const(0x98)  # block data update, +-4 g, high resolution
 _BOOT = const(0x80)
 _FIFO_EN = const(0x40)
@@ -32,7 +33,7 @@ _OVRN = const(0x40)
 # Rev 2) gives none. An approximate figure is no bound: twice it.
 BOOT_MS = const(10)
 FIFO_DEPTH = const(32)
-SAMPLE_RATE = const(50)
+SAMPLE_RATE = const(25)
 MG_PER_LSB = const(2)  # +-4 g, high resolution: 2 mg per 12-bit digit
 
 
@@ -55,7 +56,7 @@ class LIS3DH:
     def start(self):
         self._write(_CTRL_REG5, _BOOT)  # reload trimming, reset the FIFO
         self._sleep_ms(BOOT_MS)  # the chip takes no writes until the boot is over
-        self._write(_CTRL_REG1, _ODR_50HZ_XYZ)
+        self._write(_CTRL_REG1, _ODR_25HZ_XYZ)
         self._write(_CTRL_REG4, _BDU_4G_HR)
         self._write(_CTRL_REG5, _FIFO_EN)
         self._write(_FIFO_CTRL, 0)  # bypass clears the FIFO ...

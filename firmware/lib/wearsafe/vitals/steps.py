@@ -11,17 +11,21 @@ from array import array
 
 from micropython import const
 
-_SMOOTH = const(5)  # samples in the moving average (100 ms at 50 Hz)
-_DC = const(5)  # slow mean: 2**5 samples
+_SMOOTH_MS = const(100)  # the moving average's length
+_DC_MS = const(640)  # the slow mean's time constant (rounded down to 2**n samples)
 _MIN_PEAK = const(120000)  # mg^2 above the mean: about 0.06 g at 1 g
 _CONFIRM = const(4)
 
 
 class StepCounter:
-    def __init__(self, fs=50):
+    def __init__(self, fs):
         self.fs = fs
+        self._smooth = max(1, (fs * _SMOOTH_MS + 500) // 1000)
+        self._dc_shift = 0
+        while 2 << self._dc_shift <= fs * _DC_MS // 1000:
+            self._dc_shift += 1
         self.steps = 0
-        self._box = array("i", bytes(4 * _SMOOTH))
+        self._box = array("i", bytes(4 * self._smooth))
         self._box_sum = 0
         self._box_pos = 0
         self._dc = -1
@@ -55,13 +59,13 @@ class StepCounter:
         box = self._box
         self._box_sum += m - box[self._box_pos]
         box[self._box_pos] = m
-        self._box_pos = (self._box_pos + 1) % _SMOOTH
-        self._track(self._box_sum // _SMOOTH)
+        self._box_pos = (self._box_pos + 1) % self._smooth
+        self._track(self._box_sum // self._smooth)
 
     def _track(self, smooth):
         if self._dc < 0:
             self._dc = smooth
-        self._dc += (smooth - self._dc) >> _DC
+        self._dc += (smooth - self._dc) >> self._dc_shift
         v = smooth - self._dc
         self._t += 1
         if v < self._prev and self._rising and self._prev >= self._threshold:
