@@ -73,6 +73,13 @@ class HostileBroker:
         self.at += len(part)
         return part
 
+    def readinto(self, buf):
+        part = self.read(len(buf))
+        if part is None:
+            return None
+        buf[:len(part)] = part
+        return len(part)
+
     def write(self, buf):
         return len(buf)
 

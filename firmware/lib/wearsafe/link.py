@@ -17,6 +17,7 @@
 # ESP32): the socket is closed on every failure, and the SSLContext (parsed
 # certificates and key) is built once.
 import errno
+import gc
 import io
 import random
 import select
@@ -172,7 +173,8 @@ class _Serviced(io.IOBase):
     _mbedtls_ssl_recv/_send, py/modio.c iobase_p), where the sensors are served:
     a handshake flight's crypto (the chain check, the server's signature, the
     key exchange, our signature) then runs in pieces with the FIFOs drained
-    between them, not as one C call of a second or more.
+    between them, not as one C call of a second or more. (io.IOBase is on every
+    port from core features up, py/mpconfig.h MICROPY_PY_IO_IOBASE.)
 
     Nothing may raise through mbedTLS (a longjmp out of its state machine,
     which allocates outside the GC heap): an error becomes an errno for it,
@@ -245,6 +247,12 @@ class _Bounded:
         finally:
             self._kept_error()
 
+    def _tls_readinto(self, view):
+        try:
+            return self._tls.readinto(view)
+        finally:
+            self._kept_error()
+
     def _tls_write(self, data):
         try:
             return self._tls.write(data)
@@ -264,20 +272,27 @@ class _Bounded:
             return None
         if data is not None and len(data) == n:
             return data
+        # The rest goes straight into one buffer: an 8 KB update chunk arriving in
+        # pieces would otherwise hold a buffer of its size per piece besides (the
+        # unix port's mbedTLS shares the GC heap, so an 8 KB hole is hard to find).
         buf = bytearray(n)
+        view = memoryview(buf)
+        count = None if data is None else len(data)
+        if count:
+            view[:count] = data
+        data = None
         got = 0
         budget = self._timeout_ms
         while True:
-            if data is None:
+            if count is None:
                 budget = self._wait(budget, budget)
-            elif not data:
+            elif not count:
                 raise OSError("link: connection closed by the broker")
             else:
-                buf[got:got + len(data)] = data
-                got += len(data)
+                got += count
                 if got == n:
                     return bytes(buf)
-            data = self._tls_read(n - got)
+            count = self._tls_readinto(view[got:])
 
     def write(self, buf, n=None):
         data = memoryview(buf)[:len(buf) if n is None else n]
@@ -398,6 +413,7 @@ class Link:
         self._last_io = self._board.ticks_ms()
         self._backoff_ms = 0
         self.connects += 1
+        gc.collect()  # the handshake's garbage, before the session's 8 KB reads
 
     def _close_socket(self, client):
         """Close what the connect left open: the TLS socket, else the TCP one."""
