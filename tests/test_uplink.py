@@ -105,19 +105,19 @@ import boot, board
 from wearsafe import app, keystore, link, realtime, settings
 
 inside, served = [False], [0]
-tls_write = link._Bounded._tls_write
+tls_io = link._Bounded._tls_io
 
-def counting_write(self, data):  # the CONNECT's write: mbedTLS runs the handshake in it
+def counting_io(self, operation, arg):  # every call into mbedTLS (the handshake's too)
     inside[0] = True
     try:
-        return tls_write(self, data)
+        return tls_io(self, operation, arg)
     finally:
         inside[0] = False
 
 def sensors():  # a sensor task due at every chance to run
     served[0] += inside[0]
 
-link._Bounded._tls_write = counting_write
+link._Bounded._tls_io = counting_io
 realtime.every(board, 0, sensors)
 state = board.state_dir()
 store = keystore.Keystore(board.nvs(keystore.NAMESPACE))

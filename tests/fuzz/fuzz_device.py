@@ -128,7 +128,7 @@ def mqtt_target(args):
         client = MQTTClient("dev", "broker", 8883)
         client.set_callback(lnk._deliver)
         stream = HostileBroker(data)
-        client.sock = link._Bounded(stream, stream, link._Serviced(stream), 5)
+        client.sock = link._Bounded(stream, stream, link._Serviced(stream), 5, lnk._rx)
         lnk._client = client
         lnk._last_io = -10 ** 9  # idle: keepalive pings
         lnk.poll()

@@ -35,10 +35,13 @@ from wearsafe import realtime
 MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set
 BACKOFF_FIRST_MS = const(1000)
 BACKOFF_CAP_MS = const(60000)
-# What a broker may make the device read: the largest packet it takes (an
-# 8 KB update chunk with its topic) and packets per operation (a broker that
-# keeps sending would otherwise hold a publish or a fetch forever).
-MAX_READ = const(16384)
+# What a broker may make the device read: the largest read (an 8 KB update
+# chunk's payload; the size of the Link's receive buffer), and packets per
+# operation (a broker that keeps sending would otherwise hold a publish or a
+# fetch forever). A read up to SMALL_READ bytes (a header, a topic, an
+# announcement) is its own bytes object; a larger one lands in the buffer.
+MAX_READ = const(8192)
+SMALL_READ = const(512)
 READS_PER_OP = const(512)
 _STREAM_CLOSE = const(4)  # py/stream.h MP_STREAM_CLOSE
 WRITE_RETRY_MS = const(20)  # a full send buffer is not pollable through the TLS layer
@@ -148,9 +151,10 @@ class _Tls:
     WANT_READ/WANT_WRITE, which a non-blocking socket reports as None).
     """
 
-    def __init__(self, context, timeout_ms):
+    def __init__(self, context, timeout_ms, rx):
         self.context = context
         self.timeout_ms = timeout_ms
+        self.rx = rx
 
     def wrap_socket(self, sock, server_hostname=None):
         if isinstance(sock, _Net):
@@ -159,7 +163,7 @@ class _Tls:
         serviced = _Serviced(sock)
         tls = self.context.wrap_socket(serviced, server_hostname=server_hostname,
                                        do_handshake_on_connect=False)
-        return _Bounded(tls, sock, serviced, self.timeout_ms)
+        return _Bounded(tls, sock, serviced, self.timeout_ms, self.rx)
 
 
 def _errno(error):
@@ -221,14 +225,16 @@ class _Bounded:
     check_msg) means one try and None when nothing has come.
     """
 
-    def __init__(self, tls_sock, raw, serviced, timeout_ms):
+    def __init__(self, tls_sock, raw, serviced, timeout_ms, rx):
         self._tls = tls_sock
         self._raw = raw
         self._serviced = serviced
         self._timeout_ms = timeout_ms
+        self._rx = rx  # MAX_READ bytes, for large reads
         self._blocking = True
         self._poller = None  # made at the first wait
         self.reads_left = READS_PER_OP
+        self.lent = False  # a view of _rx is held: large reads allocate until reset
 
     def _wait(self, budget, most):
         if self._poller is None:
@@ -236,30 +242,23 @@ class _Bounded:
             self._poller.register(self._raw, select.POLLIN)
         return _wait(self._poller, budget, most)[1]
 
-    def _kept_error(self):
-        error, self._serviced.error = self._serviced.error, None
-        if error is not None:
-            raise error
-
-    def _tls_read(self, n):
+    def _tls_io(self, operation, arg):
+        """operation(arg) on the TLS socket; then a sensor task's exception that
+        _Serviced kept while mbedTLS ran is raised, once."""
         try:
-            return self._tls.read(n)
+            return operation(arg)
         finally:
-            self._kept_error()
-
-    def _tls_readinto(self, view):
-        try:
-            return self._tls.readinto(view)
-        finally:
-            self._kept_error()
-
-    def _tls_write(self, data):
-        try:
-            return self._tls.write(data)
-        finally:
-            self._kept_error()
+            error, self._serviced.error = self._serviced.error, None
+            if error is not None:
+                raise error
 
     def read(self, n):
+        """n bytes, or None at once when non-blocking and nothing has come. A read
+        of more than SMALL_READ bytes (an update chunk) is a view of the Link's
+        receive buffer, valid until the next large read: the TLS socket's own
+        read(n) would allocate n + 1 bytes each time, and after a session's churn
+        the heap may hold no 8 KB hole (test_ota_powercut found 81 KB free in
+        holes of 4 KB at most)."""
         # umqtt.simple reads the lengths the broker announces: a hostile one
         # would have the socket allocate its buffer first (found by fuzzing)
         if not 0 <= n <= MAX_READ:
@@ -267,39 +266,28 @@ class _Bounded:
         self.reads_left -= 1
         if self.reads_left < 0:
             raise OSError("link: the broker keeps sending; this operation gives up")
-        data = self._tls_read(n)
-        if data is None and not self._blocking:
-            return None
-        if data is not None and len(data) == n:
-            return data
-        # The rest goes straight into one buffer: an 8 KB update chunk arriving in
-        # pieces would otherwise hold a buffer of its size per piece besides (the
-        # unix port's mbedTLS shares the GC heap, so an 8 KB hole is hard to find).
-        buf = bytearray(n)
-        view = memoryview(buf)
-        count = None if data is None else len(data)
-        if count:
-            view[:count] = data
-        data = None
+        large = n > SMALL_READ and not self.lent
+        view = memoryview(self._rx if large else bytearray(n))[:n]
         got = 0
         budget = self._timeout_ms
-        while True:
-            if count is None:
+        while got < n:
+            count = self._tls_io(self._tls.readinto, view[got:])
+            if count is None:  # nothing yet
+                if not got and not self._blocking:
+                    return None
                 budget = self._wait(budget, budget)
             elif not count:
                 raise OSError("link: connection closed by the broker")
             else:
                 got += count
-                if got == n:
-                    return bytes(buf)
-            count = self._tls_readinto(view[got:])
+        return view if large else bytes(view)
 
     def write(self, buf, n=None):
         data = memoryview(buf)[:len(buf) if n is None else n]
         sent = 0
         budget = self._timeout_ms
         while sent < len(data):
-            done = self._tls_write(data[sent:])
+            done = self._tls_io(self._tls.write, data[sent:])
             if done:
                 sent += done
             else:  # the handshake waits for the broker, or the send buffer is full
@@ -337,8 +325,9 @@ class Link:
         self._board = board
         self._client = None
         self._ssl_context = None
+        self._rx = bytearray(MAX_READ)  # made at boot, while the heap has 8 KB holes
         self._listening = {}  # topic -> callback(topic, message), subscribed at each connect
-        self._fetching = None  # (topic, [message]) while fetch() waits
+        self._fetching = None  # (topic, [message], socket) while fetch() waits
         self._last_io = 0
         self._retry_at = board.ticks_ms()  # now: a fixed 0 is in the future half the period
         self._backoff_ms = 0
@@ -374,7 +363,7 @@ class Link:
             raise ClockNotSet("link: the clock is not set (NTP has not run), so the broker's "
                               "certificate cannot be checked")
         try:
-            tls = _Tls(self._context(), self._timeout_s * 1000)
+            tls = _Tls(self._context(), self._timeout_s * 1000, self._rx)
         except (ValueError, OSError) as e:
             raise LinkError("link: the device's certificate, key or CA in %s is unusable (%s): "
                             "provision the device bundle again" % (self._cert_dir, e))
@@ -458,6 +447,7 @@ class Link:
         client = self._client
         assert client is not None  # callers check first
         client.sock.reads_left = READS_PER_OP
+        client.sock.lent = False  # what the last operation returned has been used
         return client
 
     def publish(self, topic, message):
@@ -473,17 +463,22 @@ class Link:
         self._last_io = self._board.ticks_ms()
 
     def listen(self, topic, callback):
-        """Messages on `topic` go to callback(topic, message), from every connect on."""
+        """Messages on `topic` of up to SMALL_READ bytes go to callback(topic,
+        message), from every connect on."""
         self._listening[topic] = callback
 
     def _deliver(self, topic, message):
+        if not isinstance(topic, bytes):  # a view: longer than any topic we use
+            return
         try:
             topic = topic.decode()
         except UnicodeError:  # a hostile broker's topic: nobody listens to it
             return
         if self._fetching and topic == self._fetching[0]:
-            self._fetching[1].append(message)
-        elif topic in self._listening:
+            if not self._fetching[1]:  # the first is taken; a repeat is not
+                self._fetching[1].append(message)
+                self._fetching[2].lent = isinstance(message, memoryview)
+        elif topic in self._listening and isinstance(message, bytes):
             self._listening[topic](topic, message)
 
     def poll(self, most=4):
@@ -499,11 +494,13 @@ class Link:
             self.drop(e)
 
     def fetch(self, topic):
-        """The retained message on `topic`: subscribe, take it, unsubscribe. LinkError if none."""
+        """The retained message on `topic`: subscribe, take it, unsubscribe. LinkError if
+        none. A message over SMALL_READ bytes is a view of the receive buffer, valid
+        until the Link's next operation."""
         if not self._client:
             raise LinkError("link: not connected")
         client = self._operation()
-        self._fetching = (topic, [])
+        self._fetching = (topic, [], client.sock)
         try:
             client.subscribe(topic, 0)
             while not self._fetching[1]:

@@ -12,8 +12,8 @@
 # as the release tool's would reach a device already subscribed: once the
 # device has published a given number of messages.
 # Chunks are read from the image file when the device reads them, so the
-# image is never in the heap; every read(n) returns a new n-byte object, as
-# the real socket's does.
+# image is never in the heap; readinto() fills the caller's buffer and
+# read(n) returns a new n-byte object, as the real socket's do.
 #
 # Heap it holds: this module (about 3 KB of bytecode on the 32-bit port) and
 # the broker's settings (an announcement of ~200 bytes), which the bench
@@ -30,7 +30,6 @@ CERT_NONE = 0
 CERT_OPTIONAL = 1
 CERT_REQUIRED = 2
 _KEEP = 96  # bytes of each client packet kept for parsing (topics are far shorter)
-_ETIMEDOUT = 110
 
 # what the broker has for the device (set by broker()), and what it was sent
 _announce = None  # (topic, message) as bytes, and the publish it follows
@@ -83,7 +82,6 @@ class _Session:
         self._total = 0  # its length in all
         self._out = []  # replies not read yet: bytes, or [path, offset, length]
         self._at = 0  # bytes of _out[0] already read
-        self._blocking = True
 
     # the device's side
     def write(self, buf, n=None):
@@ -112,32 +110,33 @@ class _Session:
                 self._pos, self._body = 0, -1
         return n
 
-    def read(self, n):
+    def readinto(self, buf):
+        """What mbedTLS's readinto does: the bytes go into the caller's buffer; None
+        when nothing has come (the link's TCP socket is non-blocking)."""
         if not self._out:
-            if self._blocking:
-                raise OSError(_ETIMEDOUT)  # nothing more will come
             return None
         item = self._out[0]
         if type(item) is list:  # [path, offset, length]: a retained chunk
             with open(item[0], "rb") as f:
                 f.seek(item[1])
-                data = f.read(min(n, item[2]))
-            item[1] += len(data)
-            item[2] -= len(data)
+                got = f.readinto(memoryview(buf)[:min(len(buf), item[2])])
+            item[1] += got
+            item[2] -= got
             if not item[2]:
                 self._out.pop(0)
         else:
-            data = item[self._at:self._at + n]
-            self._at += len(data)
+            got = min(len(buf), len(item) - self._at)
+            buf[:got] = memoryview(item)[self._at:self._at + got]
+            self._at += got
             if self._at == len(item):
                 self._out.pop(0)
                 self._at = 0
-        if len(data) < n and self._out:
-            data += self.read(n - len(data))
-        return data
+        return got
 
-    def setblocking(self, flag):
-        self._blocking = flag
+    def read(self, n):
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        return None if got is None else bytes(memoryview(buf)[:got])
 
     def close(self):
         self._out = []
