@@ -10,7 +10,7 @@ PORT   ?=
 # Debian packages: command=package
 SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark
 
-.PHONY: deps venv devlibs sysdeps build check test sim bench hil flash fuzz report-security clean
+.PHONY: deps venv devlibs sysdeps build check test test-esp32-speed sim bench soak hil flash fuzz report-security clean
 
 deps: venv devlibs sysdeps
 
@@ -47,6 +47,14 @@ test: check
 	wait $$model; onmodel=$$?; cat build/test-esp32-model.log; \
 	test $$main -eq 0 && test $$onmodel -eq 0
 
+# The target suite on board/esp32_devkitc's module as fast as an ESP32 runs it:
+# each test process in a CPU quota (calibrated first), its working time on the
+# simulated clock, its timeout grown by the slowdown. About two hours on 2 cores.
+test-esp32-speed: deps
+	$(WS) build --board esp32_devkitc >/dev/null
+	$(PY) -c 'from host_tools.testing.esp32_model import build_model; build_model()'
+	$(VENV)/bin/pytest tests/target --target-board=esp32_devkitc --target-speed=esp32
+
 sim: deps
 	$(WS) sim
 
@@ -58,6 +66,11 @@ report-security: deps build
 
 bench: deps
 	$(WS) bench
+
+# Issue 15's acceptance: 10 minutes of walking at ESP32 speed behind a lossy link
+# that drops every minute, with a 1 MiB update; then 2 minutes at desktop speed.
+soak: deps
+	$(PY) tests/bench/soak_realtime.py
 
 hil: deps
 	@test -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 [BROKER=host:8883 SERVER=dir]"; exit 2; }

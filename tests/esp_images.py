@@ -59,11 +59,11 @@ def esp_image(segments: list[tuple[int, bytes]], entry: int, chip_id: int = 0) -
     return out + bytes(15 - len(out) % 16) + bytes((checksum,))
 
 
-def app_image(chip_id: int = 0) -> bytes:
+def app_image(chip_id: int = 0, code: bytes = bytes(256)) -> bytes:
     """An app: its first (DROM) segment starts with esp_app_desc_t (magic ABCD5432)."""
     desc = struct.pack("<II8x32s32s16s16s32s", 0xABCD5432, 0, b"v1.29.0", b"micropython",
                        b"12:00:00", b"Jan  1 2026", b"v5.4.2").ljust(256, b"\0")
-    return esp_image([(0x3F400020, desc), (0x40080000, bytes(256))], 0x40080000, chip_id)
+    return esp_image([(0x3F400020, desc), (0x40080000, code)], 0x40080000, chip_id)
 
 
 def bootloader_image(chip_id: int = 0) -> bytes:

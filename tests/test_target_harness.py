@@ -150,3 +150,28 @@ def test_on_a_board_a_hung_test_fails_and_the_next_module_runs(target_dir: Path,
     assert "hung: no result within 3 s" in out, out
     assert "test_b_after.py::test_runs PASSED" in out, out
     assert "1 failed, 1 passed" in out, out
+
+
+WORK = '''
+import board
+
+def test_working_takes_simulated_time():
+    # about 1 s on an ESP32 at 240 MHz (10 ms here: longer than one CFS slice of the
+    # quota, which runs at full speed); no simulated time at all at desktop speed
+    start, x = board.ticks_ms(), 0
+    for i in range(200000):
+        x += i * i
+    assert board.ticks_diff(board.ticks_ms(), start) >= 300, "the work took no time"
+'''
+
+
+def test_at_esp32_speed_a_target_test_works_in_a_cpu_quota_and_work_takes_time(
+        target_dir: Path):
+    (target_dir / "test_work.py").write_text(WORK)
+    groups = set(Path("/sys/fs/cgroup/cpu").glob("wearsafe-target-*"))  # other runs' may be
+    desktop = run_pytest(str(target_dir), cwd=target_dir.parent)
+    assert "the work took no time" in desktop.stdout, desktop.stdout  # instant at speed 0
+    esp32 = run_pytest(str(target_dir), "--target-speed=esp32", cwd=target_dir.parent)
+    assert esp32.returncode == 0, esp32.stdout + esp32.stderr
+    assert "target speed: esp32: the unix port runs " in esp32.stdout, esp32.stdout
+    assert set(Path("/sys/fs/cgroup/cpu").glob("wearsafe-target-*")) <= groups  # removed

@@ -4,7 +4,8 @@
 #
 # Environment: WEARSAFE_SIM_DIR (state: flash, NVS), WEARSAFE_SCENARIO (what
 # the wearer does: a name from simhw/scenarios.py or a .json file),
-# WEARSAFE_SIM_SPEED (1 = real time, the default; 0 = as fast as possible),
+# WEARSAFE_SIM_SPEED (1 = real time, the default; 0 = as fast as possible;
+# WEARSAFE_SIM_WORK=1 with 0: working takes time, sleeping none),
 # WEARSAFE_SIM_SEED (repeatable noise), WEARSAFE_SIM_EPOCH (the clock at
 # start, in Unix seconds; default the host's: 0 is a clock NTP never set).
 # The radio is off while the file radio-off exists in the state directory.
@@ -15,13 +16,12 @@ import os
 import random
 import time
 
-from simhw import ticks
-from simhw.clock import SimClock
+from simhw import clock, ticks
 
 NAME = "sim"
 I2C_NAME = "sim-i2c0"
 
-_clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
+_clock = clock.from_env()
 _EPOCH_AT_START = int(os.getenv("WEARSAFE_SIM_EPOCH") or time.time())
 _TICKS0 = ticks.start_value()  # $WEARSAFE_TICKS_START: start just below the wrap
 _bus = None

@@ -144,7 +144,7 @@ class SimDevice:
 
     def _read(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        with open(self.log_path, "a") as log:
+        with open(self.log_path, "a", buffering=1) as log:  # line by line: tail -f shows it
             for raw in process.stdout:
                 line = raw.decode(errors="replace")
                 log.write(line)

@@ -111,15 +111,31 @@ class LinkEmulator:
         self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.close()
 
+    def drop_now(self) -> None:
+        """Cut every connection now (from any thread), as a drop-every does."""
+        self._loop.call_soon_threadsafe(self._cut)
+
     def _drop_all(self) -> None:
+        self._cut()
+        self._loop.call_later(self.profile.drop_every_s, self._drop_all)
+
+    def _cut(self) -> None:
         for pair in list(self._links):
             self.drops += 1
             for writer in pair:
                 writer.transport.abort()
-        self._loop.call_later(self.profile.drop_every_s, self._drop_all)
 
     async def _connection(self, device_r: asyncio.StreamReader,
                           device_w: asyncio.StreamWriter) -> None:
+        try:
+            await self._relay(device_r, device_w)
+        except asyncio.CancelledError:
+            # the emulator stops: end as a finished task (Python 3.11's streams
+            # callback asks a cancelled one for its exception and logs a traceback)
+            device_w.transport.abort()
+
+    async def _relay(self, device_r: asyncio.StreamReader,
+                     device_w: asyncio.StreamWriter) -> None:
         if self.random.random() < self.profile.loss:  # the SYN or SYN-ACK was lost
             self.retransmissions += 1
             await asyncio.sleep(INITIAL_RTO_S)

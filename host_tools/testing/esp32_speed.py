@@ -87,6 +87,7 @@ class CpuQuota:
     """A cgroup whose processes share `1/slowdown` of one core (CFS bandwidth control)."""
 
     def __init__(self, name: str, slowdown: float) -> None:
+        self.slowdown = slowdown
         self.period_us = max(int(MIN_QUOTA_US * slowdown), MIN_QUOTA_US)
         if CGROUP_V1.is_dir() and os.access(CGROUP_V1, os.W_OK):
             self.path = CGROUP_V1 / name

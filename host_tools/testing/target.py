@@ -25,6 +25,7 @@ from pathlib import Path
 from host_tools.device.build import compile_module
 from host_tools.paths import ToolError, venv_tool
 from host_tools.testing.esp32_model import MODEL_HEAP, POWER_ON, model_env
+from host_tools.testing.esp32_speed import CpuQuota
 
 DEFAULT_HEAP = "96K"
 DEFAULT_TIMEOUT = 120.0
@@ -112,10 +113,14 @@ class UnixTarget:
 
     name = "unix"
 
-    def __init__(self, micropython: str, fs: Path, board: str = "sim") -> None:
+    def __init__(self, micropython: str, fs: Path, board: str = "sim",
+                 quota: CpuQuota | None = None) -> None:
         self.micropython = micropython
         self.fs = fs
         self.board = board
+        # At ESP32 speed each test's process runs in the quota, and working takes
+        # simulated time (simhw/clock.py); its timeout grows by the slowdown.
+        self.quota = quota
 
     def command(self, test: TargetTest) -> list[str]:
         call, heap = _call(test), heap_bytes(test.heap)
@@ -126,7 +131,8 @@ class UnixTarget:
 
     def env(self, test: TargetTest, workdir: Path) -> dict[str, str]:
         extra = {"WEARSAFE_VECTORS": vectors_dir(),
-                 "WEARSAFE_SIM_SPEED": "0"}  # simulated time: tests do not wait in real time
+                 "WEARSAFE_SIM_SPEED": "0",  # simulated time: tests do not wait in real time
+                 "WEARSAFE_SIM_WORK": "1" if self.quota else "0"}
         if self.board == "sim":
             path = [str(test.path.parent), str(self.fs / "lib"), ".frozen"]
             return dict(os.environ, MICROPYPATH=os.pathsep.join(path),
@@ -138,13 +144,15 @@ class UnixTarget:
 
     def run(self, test: TargetTest, workdir: Path) -> Result:
         env = self.env(test, workdir)
+        timeout = test.timeout * (self.quota.slowdown if self.quota else 1)
         try:
             done = subprocess.run(self.command(test), cwd=workdir, env=env, capture_output=True,
-                                  text=True, timeout=test.timeout, check=False)
+                                  text=True, timeout=timeout, check=False,
+                                  preexec_fn=self.quota.enter if self.quota else None)
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
                 else (e.stdout or "")
-            return Result(False, out, error=f"hung: no result within {test.timeout:.0f} s")
+            return Result(False, out, error=f"hung: no result within {timeout:.0f} s")
         result = parse_output(done.stdout + done.stderr)
         if result.passed and done.returncode != 0:
             result.passed = False

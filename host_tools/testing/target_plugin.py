@@ -2,6 +2,7 @@
 
     pytest                      # target tests on the unix port (build/sim/fs, 96K heap)
     pytest --target=/dev/ttyUSB0  # the same tests on a board through mpremote
+    pytest tests/target --target-speed=esp32  # on the unix port, as fast as an ESP32
 
 Every session rebuilds the build tree the target runs, so a target test
 never runs stale firmware.
@@ -9,6 +10,7 @@ never runs stale firmware.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ import pytest
 
 from host_tools.device.build import build
 from host_tools.paths import micropython
+from host_tools.testing.esp32_speed import CpuQuota, calibrate
 from host_tools.testing.target import BoardTarget, Result, TargetTest, UnixTarget, collect
 
 _TARGET_KEY = pytest.StashKey[Any]()
 _HEAP_KEY = pytest.StashKey[dict[str, tuple[int | None, int | None]]]()
+_SPEED_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the board build to test. With --target=unix: sim (default) or "
                          "esp32_devkitc (over the esp32-port model); with a port: "
                          "esp32_devkitc (default) or sim (a virtual board)")
+    group.addoption("--target-speed", choices=("desktop", "esp32"), default="desktop",
+                    help="esp32: each unix-port test process gets the share of a core that "
+                         "makes MicroPython run as on an ESP32 at 240 MHz (calibrated at "
+                         "start, as wearsafe sim --speed esp32 is), the time it works passes "
+                         "on the simulated clock, and each timeout grows by the slowdown")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,10 +52,25 @@ def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
         option = config.getoption("--target")
         board = _board(config)
         if option == "unix":
-            config.stash[_TARGET_KEY] = UnixTarget(micropython(), build(board), board)
+            config.stash[_TARGET_KEY] = UnixTarget(micropython(), build(board), board,
+                                                   _quota(config))
+        elif config.getoption("--target-speed") != "desktop":
+            raise pytest.UsageError("--target-speed: a board runs at its own speed; "
+                                    "leave it out with --target=PORT")
         else:
             config.stash[_TARGET_KEY] = BoardTarget(option, board, build(board))
     return config.stash[_TARGET_KEY]
+
+
+def _quota(config: pytest.Config) -> CpuQuota | None:
+    """At --target-speed=esp32: the CPU quota every test process runs in."""
+    if config.getoption("--target-speed") != "esp32":
+        return None
+    calibration = calibrate(runs=3)
+    quota = CpuQuota(f"wearsafe-target-{os.getpid()}", calibration.slowdown)
+    config.add_cleanup(quota.remove)
+    config.stash[_SPEED_KEY] = calibration.line()
+    return quota
 
 
 def _is_target_module(path: Path) -> bool:
@@ -124,3 +148,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     on_target = sum(1 for r in reports if "target" in r.keywords)
     terminalreporter.write_line(f"host tests: {len(reports) - on_target}, "
                                 f"target tests on {target}: {on_target}")
+    if _SPEED_KEY in config.stash:
+        terminalreporter.write_line(f"target speed: {config.stash[_SPEED_KEY]}")

@@ -14,11 +14,11 @@ import os
 import utime
 
 from simhw import ticks
-from simhw.clock import SimClock
+from simhw.clock import from_env
 
 EPOCH_OFFSET = 946684800  # 2000-01-01T00:00:00Z in Unix seconds
 
-clock = SimClock(float(os.getenv("WEARSAFE_SIM_SPEED") or "1"))
+clock = from_env()
 _TICKS0 = ticks.start_value()
 # The world's time when this "board" powered on: what an NTP server answers.
 WORLD_AT_POWER_ON = int(os.getenv("WEARSAFE_SIM_EPOCH") or utime.time())

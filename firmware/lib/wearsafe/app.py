@@ -33,18 +33,30 @@ class Uplink:
         self.topic = topic
         self.delivered = 0
         self._was_up = None  # the first state is logged either way
+        self._connects = 0
 
     def service(self, until):
         """Connect if need be, then deliver from the outbox until `until` (ticks)."""
-        up = self.link.ensure()
-        if up != self._was_up:
-            if up:
-                log.info("link-up", "connects", self.link.connects, "outbox", len(self.outbox))
-            else:
-                log.warn("link-down", self.link.last_error)
-            self._was_up = up
-        if not up:
+        self._note(self.link.ensure())
+        if self._was_up:
+            self._deliver(until)
+            self._note(self.link.connected)  # a publish or keepalive may have dropped it
+
+    def _note(self, up):
+        """Log each change of the link's state. A drop and its reconnect between two
+        looks (an update's fetch or poll drops the link too) show as a new connect."""
+        if up and self._was_up and self.link.connects != self._connects:
+            self._note(False)
+        self._connects = self.link.connects
+        if up == self._was_up:
             return
+        if up:
+            log.info("link-up", "connects", self.link.connects, "outbox", len(self.outbox))
+        else:
+            log.warn("link-down", self.link.last_error)
+        self._was_up = up
+
+    def _deliver(self, until):
         for _ in range(SEND_PER_SECOND):
             record = self.outbox.peek()
             if record is None:
