@@ -95,7 +95,10 @@ class TargetModule(pytest.File):
         board = _board(self.config)
         for test in collect(self.path):
             if not test.boards or board in test.boards:  # a board's own tests, for it only
-                yield TargetItem.from_parent(self, name=test.function, test=test)
+                item = TargetItem.from_parent(self, name=test.function, test=test)
+                if self.config.getoption("--target-speed") != "desktop":
+                    item.add_marker(pytest.mark.timeout(0))  # the harness's, scaled, instead
+                yield item
 
 
 class TargetFailure(Exception):

@@ -31,6 +31,7 @@ from tests.esp_images import app_image  # noqa: E402
 RATE_KBIT = 100
 NETWORK = f"rtt=300ms,loss=2%,rate={RATE_KBIT}kbit"
 BATCH_S = 2
+STEADY_S = 30  # connected, before the first step
 BACKLOG = 20  # messages sealed while the radio is off
 FIFO_MS = 1280  # MAX30102 and LIS3DH: 32 samples at 25/s (firmware/lib/wearsafe/sensing.py)
 OTA_BYTES = 1 << 20
@@ -48,7 +49,7 @@ class Script(Simulation):
         device, link = self.devices[0], self.links[0]
         self.marks = {}
         self._until(fs, lambda: "link-up" in _events(device))
-        self._settle(fs, 8)
+        self._settle(fs, STEADY_S)
         self._mark(device, "reconnect")
         link.drop_now()
         self._until(fs, lambda: "link-up" in _events(device, self.marks["reconnect"]))

@@ -6,7 +6,7 @@ for the heart rate's accuracy there. Prints, for each run: FIFO overflows (the
 packs' own counts), lost and duplicated messages, the share of seconds with a
 heart rate and its gaps, and the heart rate's error against the scenario's.
 
-    .venv/bin/python tests/bench/soak_realtime.py [MINUTES]
+    .venv/bin/python tests/bench/soak_realtime.py [MINUTES [DIR]]   # DIR: keep the state
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def heart_rate(rows: list[dict[str, Any]]) -> str:
             f"{errors[int(0.95 * (len(errors) - 1))]:.1f}, largest {errors[-1]:.1f}")
 
 
-def soak(speed: str, minutes: float, network: str | None) -> None:
+def soak(speed: str, minutes: float, network: str | None, keep: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="wearsafe-soak-") as tmp:
-        sim = Soak(Path(tmp) / "state", 1, "walk", BATCH_S, Faults(), speed=speed,
+        sim = Soak(Path(keep or tmp) / speed, 1, "walk", BATCH_S, Faults(), speed=speed,
                    network=network)
         summary = sim.run(minutes * 60, PlainView(open("/dev/null", "w")))  # noqa: SIM115
         rows = readings(sim.server, sim.devices[0].device.device_id)
@@ -82,8 +82,9 @@ def soak(speed: str, minutes: float, network: str | None) -> None:
 
 def main() -> None:
     minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10
-    soak("esp32", minutes, NETWORK)
-    soak("desktop", 2, None)
+    keep = sys.argv[2] if len(sys.argv) > 2 else None
+    soak("esp32", minutes, NETWORK, keep)
+    soak("desktop", 2, None, keep)
 
 
 if __name__ == "__main__":
