@@ -17,6 +17,15 @@ waits out the rest of the period, where an ESP32 runs slowly all the time.
 Work per second is the ESP32's; the finest grain of a delay is one period
 (about 65 ms here), well below the FIFOs' 1.28 s.
 
+What the quota gets wrong, each measured by `make bench`: the quota is handed out
+in periods (above), and the kernel enforces it at its ticks (CONFIG_HZ=250 here),
+so a device may overrun a period and wait out the next ones: the same work
+stalls 8 to 13 periods. And C code is not bytecode: mbedTLS's elliptic-curve
+arithmetic gains more from a 64-bit desktop, so under the quota one P-256
+verification takes 3 to 5 times what an ESP32 takes (tests/bench/
+bench_tls_pieces.py, with the published figures). Both make the simulator
+harsher than a board in a TLS handshake, never kinder.
+
 Throttling needs a writable cpu controller: cgroup v1 (/sys/fs/cgroup/cpu) or
 v2 (cpu.max); root has one on these machines. Where there is none the tools
 say so and stop, never run unthrottled while claiming ESP32 speed.
