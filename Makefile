@@ -10,7 +10,7 @@ PORT   ?=
 # Debian packages: command=package
 SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark
 
-.PHONY: deps venv devlibs sysdeps build check test test-esp32-speed sim bench soak hil flash fuzz report-security clean
+.PHONY: deps venv devlibs sysdeps build check esp32-model test test-esp32-speed sim bench soak hil flash fuzz report-security clean
 
 deps: venv devlibs sysdeps
 
@@ -38,14 +38,17 @@ check: deps
 # simulated time, so two cores share well), the target suite again on
 # board/esp32_devkitc's module over the esp32-port model (board/sim/esp32port);
 # its report follows the main one.
-test: check
-	$(WS) build --board esp32_devkitc >/dev/null
-	$(PY) -c 'from host_tools.testing.esp32_model import build_model; build_model()'
+test: check esp32-model
 	@mkdir -p build; $(VENV)/bin/pytest tests/target --target-board=esp32_devkitc \
 	  >build/test-esp32-model.log 2>&1 & model=$$!; \
 	$(VENV)/bin/pytest; main=$$?; \
 	wait $$model; onmodel=$$?; cat build/test-esp32-model.log; \
 	test $$main -eq 0 && test $$onmodel -eq 0
+
+# board/esp32_devkitc's build and the esp32-port model it runs over on the unix port.
+esp32-model: deps
+	$(WS) build --board esp32_devkitc >/dev/null
+	$(PY) -c 'from host_tools.testing.esp32_model import build_model; build_model()'
 
 # The target suite on board/esp32_devkitc's module as fast as an ESP32 runs it:
 # each test process in a CPU quota (calibrated first), its working time on the
@@ -54,9 +57,7 @@ test: check
 # left to make test: they check arithmetic, which speed does not change.
 # 99 tests in about 14 minutes here.
 VECTOR_TESTS := test_ed25519_vectors test_ccm_nist test_sha512_vectors
-test-esp32-speed: deps
-	$(WS) build --board esp32_devkitc >/dev/null
-	$(PY) -c 'from host_tools.testing.esp32_model import build_model; build_model()'
+test-esp32-speed: esp32-model
 	$(VENV)/bin/pytest tests/target --target-board=esp32_devkitc --target-speed=esp32 \
 	  --durations=10 $(foreach t,$(VECTOR_TESTS),--ignore=tests/target/$(t).py)
 

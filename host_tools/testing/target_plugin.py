@@ -54,7 +54,7 @@ def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
         if option == "unix":
             config.stash[_TARGET_KEY] = UnixTarget(micropython(), build(board), board,
                                                    _quota(config))
-        elif config.getoption("--target-speed") != "desktop":
+        elif _at_esp32_speed(config):
             raise pytest.UsageError("--target-speed: a board runs at its own speed; "
                                     "leave it out with --target=PORT")
         else:
@@ -62,9 +62,13 @@ def _target(config: pytest.Config) -> UnixTarget | BoardTarget:
     return config.stash[_TARGET_KEY]
 
 
+def _at_esp32_speed(config: pytest.Config) -> bool:
+    return bool(config.getoption("--target-speed") == "esp32")
+
+
 def _quota(config: pytest.Config) -> CpuQuota | None:
     """At --target-speed=esp32: the CPU quota every test process runs in."""
-    if config.getoption("--target-speed") != "esp32":
+    if not _at_esp32_speed(config):
         return None
     calibration = calibrate(runs=3)
     quota = CpuQuota(f"wearsafe-target-{os.getpid()}", calibration.slowdown)
@@ -96,7 +100,7 @@ class TargetModule(pytest.File):
         for test in collect(self.path):
             if not test.boards or board in test.boards:  # a board's own tests, for it only
                 item = TargetItem.from_parent(self, name=test.function, test=test)
-                if self.config.getoption("--target-speed") != "desktop":
+                if _at_esp32_speed(self.config):
                     item.add_marker(pytest.mark.timeout(0))  # the harness's, scaled, instead
                 yield item
 

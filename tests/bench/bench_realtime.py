@@ -103,7 +103,7 @@ def _lines(device: SimDevice) -> list[list[str]]:
         text = device.log_path.read_text()
     except FileNotFoundError:
         return []
-    return [line.split() for line in text.splitlines() if len(line.split()) >= 3]
+    return [words for words in map(str.split, text.splitlines()) if len(words) >= 3]
 
 
 def _events(device: SimDevice, after: int = 0) -> list[str]:
