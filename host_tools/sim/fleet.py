@@ -132,6 +132,8 @@ class SimDevice:
                    "cwd": fs, "env": sim_env(fs, state, **run)}
         else:  # board/esp32_devkitc over the esp32-port model: its root is its state
             how = power_on(fs, state, "import boot, main", heap_bytes(SIM_HEAP), **run)
+        if self.quota:
+            how["env"] = self.quota.device_env(how["env"])
         self.process = subprocess.Popen(
             **how, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -305,7 +307,7 @@ class Simulation:
         # measured before anything starts: a quota that cannot be had stops the run here
         self.calibration: Calibration | None = calibrate(runs=3) if speed == "esp32" else None
         if self.calibration:
-            CpuQuota(f"wearsafe-{os.getpid()}-probe", self.calibration.slowdown).remove()
+            self.calibration.quota(f"wearsafe-{os.getpid()}-probe").remove()
         if board not in ("sim", ESP32_BOARD):
             raise ToolError(f"--board must be sim or {ESP32_BOARD} (over the esp32-port model)")
         self.board = board
@@ -390,7 +392,7 @@ class Simulation:
                 port = self.links[-1].start()
             device = self._device(fs, self.state / f"device-{i}", port)
             scenario = self.scenario or MIX[(i - 1) % len(MIX)]
-            quota = CpuQuota(f"wearsafe-{os.getpid()}-device-{i}", self.calibration.slowdown) \
+            quota = self.calibration.quota(f"wearsafe-{os.getpid()}-device-{i}") \
                 if self.calibration else None
             d = SimDevice(i, device, scenario, logs / f"device-{i}.log", quota=quota)
             self.devices.append(d)

@@ -130,6 +130,10 @@ class UnixTarget:
         return [self.micropython, "-X", f"heapsize={heap}", "-c", call]
 
     def env(self, test: TargetTest, workdir: Path) -> dict[str, str]:
+        env = self._env(test, workdir)
+        return self.quota.device_env(env) if self.quota else env
+
+    def _env(self, test: TargetTest, workdir: Path) -> dict[str, str]:
         extra = {"WEARSAFE_VECTORS": vectors_dir(),
                  "WEARSAFE_SIM_SPEED": "0",  # simulated time: tests do not wait in real time
                  "WEARSAFE_SIM_WORK": "1" if self.quota else "0"}

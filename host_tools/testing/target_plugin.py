@@ -71,7 +71,7 @@ def _quota(config: pytest.Config) -> CpuQuota | None:
     if not _at_esp32_speed(config):
         return None
     calibration = calibrate(runs=3)
-    quota = CpuQuota(f"wearsafe-target-{os.getpid()}", calibration.slowdown)
+    quota = calibration.quota(f"wearsafe-target-{os.getpid()}")
     config.add_cleanup(quota.remove)
     config.stash[_SPEED_KEY] = calibration.line()
     return quota
