@@ -126,20 +126,22 @@ def _period_us(slowdown: float) -> int:
     return max(int(MIN_QUOTA_US * slowdown), MIN_QUOTA_US)
 
 
-def _cpu_group(name: str, slowdown: float) -> Path:
-    """A cgroup whose threads share 1/slowdown of one core; its tasks file."""
-    period_us = _period_us(slowdown)
+def _cpu_group(name: str, slowdown: float | None) -> Path:
+    """A cgroup whose threads share 1/slowdown of one core (None: unlimited); its
+    tasks file."""
+    period_us = _period_us(slowdown or 1)
+    quota_us = MIN_QUOTA_US if slowdown else -1
     if CGROUP_V1.is_dir() and os.access(CGROUP_V1, os.W_OK):
         path = CGROUP_V1 / name
         path.mkdir(exist_ok=True)
         (path / "cpu.cfs_period_us").write_text(f"{period_us}\n")
-        (path / "cpu.cfs_quota_us").write_text(f"{MIN_QUOTA_US}\n")
+        (path / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
         return path / "tasks"  # one thread moves, without the threadgroup lock
     if (CGROUP_V2 / "cgroup.controllers").is_file() \
             and "cpu" in (CGROUP_V2 / "cgroup.controllers").read_text().split():
         path = CGROUP_V2 / name
         path.mkdir(exist_ok=True)
-        (path / "cpu.max").write_text(f"{MIN_QUOTA_US} {period_us}\n")
+        (path / "cpu.max").write_text(f"{quota_us if slowdown else 'max'} {period_us}\n")
         return path / "cgroup.procs"
     raise ToolError("cannot run devices at ESP32 speed: no writable cgroup cpu "
                     f"controller ({CGROUP_V1} or a cgroup v2 with cpu at {CGROUP_V2}); "
@@ -149,14 +151,16 @@ def _cpu_group(name: str, slowdown: float) -> Path:
 
 class CpuQuota:
     """A cgroup whose processes share `1/slowdown` of one core (CFS bandwidth control),
-    and, given `crypto_slowdown`, a second one their TLS calls move into."""
+    and, given `crypto_slowdown`, an unlimited one their TLS calls move into, paced
+    to that slowdown by the device half of the model."""
 
     def __init__(self, name: str, slowdown: float, crypto_slowdown: float | None = None) -> None:
         self.slowdown = slowdown
+        self.crypto_slowdown = crypto_slowdown
         self.period_us = _period_us(slowdown)
         self.tasks = [_cpu_group(name, slowdown)]
         if crypto_slowdown:
-            self.tasks.append(_cpu_group(f"{name}-tls", crypto_slowdown))
+            self.tasks.append(_cpu_group(f"{name}-tls", None))
         self.path = self.tasks[0].parent
 
     def holds(self, pid: int) -> bool:
@@ -177,7 +181,8 @@ class CpuQuota:
         if len(self.tasks) < 2:
             return env
         return dict(env, MICROPYPATH=f"{DEVICE_MODEL}{os.pathsep}{env['MICROPYPATH']}",
-                    WEARSAFE_CPU_GROUPS=os.pathsep.join(map(str, self.tasks)))
+                    WEARSAFE_CPU_GROUPS=os.pathsep.join(map(str, self.tasks)),
+                    WEARSAFE_TLS_SLOWDOWN=f"{self.crypto_slowdown:.2f}")
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the groups once their processes are gone (they may still be exiting)."""

@@ -5,12 +5,15 @@
 #
 # The device's process runs in a CPU quota that gives MicroPython bytecode an
 # ESP32's speed; mbedTLS is C, which this desktop runs about three times faster
-# still (host_tools/testing/mbedtls_speed.py). So every call into the TLS
-# session (and into the context, which parses keys and certificates) moves the
-# thread into a second group at mbedTLS's ESP32 speed, and every callback the
-# session makes into Python (the stream under it: the firmware's link._Serviced,
-# which serves the sensors) moves it back while the callback runs. A move is
-# one write of "0" to a group's tasks file: the calling thread.
+# still (host_tools/testing/mbedtls_speed.py). So each stretch of mbedTLS (a
+# call into the session or the context, up to a callback it makes into Python)
+# runs outside the quota, at this machine's speed, and then the thread waits
+# until the stretch has taken WEARSAFE_TLS_SLOWDOWN times the CPU it used (the
+# thread's own CPU time, /proc/thread-self/schedstat, in nanoseconds): as long
+# as an ESP32 would compute, exactly, where a CPU quota would run it in bursts
+# of the kernel's ticks. The callbacks (the stream under the session: the
+# firmware's link._Serviced, which serves the sensors) run in the quota. The
+# thread moves between the two groups by writing "0" to a group's tasks file.
 #
 # The port's ssl is micropython-lib python-stdlib/ssl/ssl.py (frozen: .frozen on
 # the unix port, the manifest on esp32): SSLContext over the built-in `tls`
@@ -18,6 +21,8 @@
 import io
 import os
 import sys
+
+import utime
 
 _here = __file__.rsplit("/", 1)[0]
 _model = sys.modules.pop(__name__)
@@ -37,11 +42,44 @@ PROTOCOL_TLS_CLIENT = _port.PROTOCOL_TLS_CLIENT
 PROTOCOL_TLS_SERVER = _port.PROTOCOL_TLS_SERVER
 
 _groups = os.getenv("WEARSAFE_CPU_GROUPS")
-if not _groups:
-    raise ImportError("esp32speed ssl: WEARSAFE_CPU_GROUPS names no cgroups "
-                      "(host_tools/testing/esp32_speed.py CpuQuota.device_env sets it)")
-_bytecode, _c = [open(p, "wb") for p in _groups.split(":")]
+if not _groups or not os.getenv("WEARSAFE_TLS_SLOWDOWN"):
+    raise ImportError("esp32speed ssl: WEARSAFE_CPU_GROUPS or WEARSAFE_TLS_SLOWDOWN unset "
+                      "(host_tools/testing/esp32_speed.py CpuQuota.device_env sets them)")
+_quota, _free = [open(p, "wb") for p in _groups.split(":")]
 _MOVE = b"0"  # the writing thread
+# integers throughout: a float is an allocation on this port
+_PER_MILLE = int(float(os.getenv("WEARSAFE_TLS_SLOWDOWN")) * 1000)
+_schedstat = open("/proc/thread-self/schedstat", "rb")
+_line = bytearray(64)
+_began = [0, 0]  # the stretch of mbedTLS under way: CPU ns, ticks_us
+
+
+def _cpu_ns():
+    """This thread's CPU time (the first field of its schedstat)."""
+    _schedstat.seek(0)
+    ns = 0
+    for i in range(_schedstat.readinto(_line)):
+        if _line[i] < 48:
+            break
+        ns = ns * 10 + _line[i] - 48
+    return ns
+
+
+def _enter_c():
+    _free.write(_MOVE)  # and brings the CPU time up to now (below)
+    _began[0] = _cpu_ns()
+    _began[1] = utime.ticks_us()
+
+
+def _leave_c():
+    # The move comes first: moving the running thread brings its CPU time up to
+    # now (kernel/sched/core.c sched_move_task dequeues it: update_curr), which
+    # otherwise lags until the next tick. The wait takes no CPU of the quota.
+    _quota.write(_MOVE)
+    used_ns = _cpu_ns() - _began[0]
+    owed_us = used_ns * _PER_MILLE // 1000000 - utime.ticks_diff(utime.ticks_us(), _began[1])
+    if owed_us > 0:
+        utime.sleep_us(owed_us)  # the real clock: an ESP32 computing, not sleeping
 
 
 # Each method moves, calls and moves back in place: passing a bound method on
@@ -56,25 +94,25 @@ class _Stream(io.IOBase):
         self._stream = stream
 
     def readinto(self, buf):
-        _bytecode.write(_MOVE)
+        _leave_c()
         try:
             return self._stream.readinto(buf)
         finally:
-            _c.write(_MOVE)
+            _enter_c()
 
     def write(self, buf):
-        _bytecode.write(_MOVE)
+        _leave_c()
         try:
             return self._stream.write(buf)
         finally:
-            _c.write(_MOVE)
+            _enter_c()
 
     def ioctl(self, request, arg):
-        _bytecode.write(_MOVE)
+        _leave_c()
         try:
             return self._stream.ioctl(request, arg)
         finally:
-            _c.write(_MOVE)
+            _enter_c()
 
 
 class _Session:
@@ -84,32 +122,32 @@ class _Session:
         self._session = session
 
     def readinto(self, buf):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             return self._session.readinto(buf)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def write(self, buf):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             return self._session.write(buf)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def read(self, *n):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             return self._session.read(*n)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def close(self):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             return self._session.close()
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def __getattr__(self, name):  # the rest at bytecode speed: never kinder
         return getattr(self._session, name)
@@ -117,29 +155,29 @@ class _Session:
 
 class SSLContext(_port.SSLContext):
     def load_cert_chain(self, certfile, keyfile):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             _port.SSLContext.load_cert_chain(self, certfile, keyfile)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def load_verify_locations(self, cafile=None, cadata=None):
-        _c.write(_MOVE)
+        _enter_c()
         try:
             _port.SSLContext.load_verify_locations(self, cafile, cadata)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
 
     def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,
                     server_hostname=None):
         # a plain socket's callbacks are C (the port's socket), not Python
         stream = _Stream(sock) if isinstance(sock, io.IOBase) else sock
-        _c.write(_MOVE)
+        _enter_c()
         try:
             session = _port.SSLContext.wrap_socket(
                 self, stream, server_side=server_side,
                 do_handshake_on_connect=do_handshake_on_connect,
                 server_hostname=server_hostname)
         finally:
-            _bytecode.write(_MOVE)
+            _leave_c()
         return _Session(session)
