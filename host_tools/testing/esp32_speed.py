@@ -15,26 +15,29 @@ The kernel's CFS bandwidth control hands the quota out per period (at least
 1 ms of CPU each period): a throttled device runs at full speed for 1 ms, then
 waits out the rest of the period, where an ESP32 runs slowly all the time.
 Work per second is the ESP32's; the finest grain of a delay is one period
-(about 125 ms here, 40 ms in TLS), well below the FIFOs' 1.28 s.
+(about 125 ms here), well below the FIFOs' 1.28 s.
 
 C code is not bytecode: mbedTLS's elliptic-curve arithmetic gains about three
 times more from a 64-bit desktop than the interpreter does, so under the
 bytecode quota a TLS handshake took 3 to 5 times what it takes on an ESP32.
-Each device therefore has a second group, at the speed of mbedTLS on an ESP32
-(mbedtls_speed.py: one P-256 verification here against the published ESP32
-figure), and its process moves itself into it for every call into the TLS
-session and back out for every callback the session makes into Python
-(board/sim/esp32speed/ssl.py; moving one thread is one write of "0" to the
-group's tasks file, about 3 us, no global lock: kernel/cgroup/cgroup-v1.c
-__cgroup1_procs_write, cgroup_procs_write_start skips the threadgroup lock for
-a single thread).
+mbedTLS therefore has its own rate (mbedtls_speed.py: one P-256 verification
+here against the published ESP32 figure), applied exactly rather than by a
+second quota (a quota runs C in tick-long bursts: a verification stalled 0.6 of
+an ESP32's time): each device's thread moves for every call into the TLS session
+into an unlimited sibling group, and when mbedTLS calls back into Python or
+returns it moves back and waits until that stretch has taken the slowdown
+times the CPU it used (board/sim/esp32speed/ssl.py). A move is one write of "0"
+to a group's tasks file, about 3 us with no global lock (kernel/cgroup/
+cgroup-v1.c: for a single thread cgroup_procs_write_start skips the threadgroup
+lock).
 
 What the model still gets wrong, measured by `make bench`: the kernel enforces
-the quota at its ticks (CONFIG_HZ=250 here), so a device may overrun a period
-by up to a tick and then wait out the next periods until the debt is paid: work
-runs in bursts of up to 4 ms of this machine's CPU, and the longest stall of a
-piece of work is up to four periods longer than the ESP32 would take. That
-errs on the harsh side; an ESP32 has no such bursts.
+the bytecode quota at its ticks (CONFIG_HZ=250 here), so a device may overrun a
+period by up to a tick and then wait out the next periods until the debt is
+paid: bytecode runs in bursts of up to 4 ms of this machine's CPU, and a long
+stretch of Python may stall a few periods longer than on an ESP32. Everything
+else C does (hashlib, cryptolib, the sockets; hardware-assisted on an ESP32)
+runs at the bytecode rate: harsher, never kinder.
 
 Throttling needs a writable cpu controller: cgroup v1 (/sys/fs/cgroup/cpu) or
 v2 (cpu.max); root has one on these machines. Where there is none the tools
@@ -88,7 +91,7 @@ class Calibration:
             line += (f"; its mbedTLS runs {self.crypto_slowdown:.0f} times an ESP32 (a P-256 "
                      f"verification {self.verify_ms:.1f} ms here against "
                      f"{mbedtls_speed.ESP32_VERIFY_MS} ms, {mbedtls_speed.PUBLISHED}), "
-                     f"1/{self.crypto_slowdown:.0f} of a core in TLS")
+                     f"each stretch of TLS paced to {self.crypto_slowdown:.0f} times its CPU")
         return line
 
 

@@ -101,7 +101,7 @@ def _certificate(cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _server_contexts(d: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def server_contexts(d: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server whose leaf the root signed, and one whose leaf an intermediate signed."""
     def key() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -127,7 +127,7 @@ def _server_contexts(d: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return contexts[0], contexts[1]
 
 
-def _serve(server: socket.socket, context: ssl.SSLContext, sessions: int) -> None:
+def serve(server: socket.socket, context: ssl.SSLContext, sessions: int) -> None:
     for _ in range(sessions):
         conn, _ = server.accept()
         try:
@@ -142,9 +142,9 @@ def verify_ms(handshakes: int = 15) -> float:
     verification (the fastest of `handshakes` sessions with each server)."""
     with tempfile.TemporaryDirectory(prefix="wearsafe-mbedtls-speed-") as tmp:
         d = Path(tmp)
-        contexts = _server_contexts(d)
+        contexts = server_contexts(d)
         servers = [socket.create_server(("127.0.0.1", 0)) for _ in contexts]
-        threads = [threading.Thread(target=_serve, args=(s, c, handshakes), daemon=True)
+        threads = [threading.Thread(target=serve, args=(s, c, handshakes), daemon=True)
                    for s, c in zip(servers, contexts, strict=True)]
         for thread in threads:
             thread.start()

@@ -67,19 +67,13 @@ def _der(pem: Path, out: Path, key: bool = False) -> None:
             serialization.Encoding.DER))
 
 
-def _serve(server: socket.socket, context: ssl.SSLContext, sessions: int) -> None:
-    for _ in range(sessions):
-        conn, _ = server.accept()
-        with context.wrap_socket(conn, server_side=True) as tls:
-            tls.sendall(b"ok")
-
-
 def _pieces(d: Path, context: ssl.SSLContext, quota: esp32_speed.CpuQuota | None) -> list[int]:
     """(arithmetic, longest piece, next piece, pieces) in microseconds, the best of
     HANDSHAKES, unthrottled or inside `quota` with the device half of the model."""
     env = {"MICROPYPATH": ".frozen", **os.environ}
     with socket.create_server(("127.0.0.1", 0)) as server:
-        thread = threading.Thread(target=_serve, args=(server, context, HANDSHAKES), daemon=True)
+        thread = threading.Thread(target=mbedtls_speed.serve,
+                                  args=(server, context, HANDSHAKES), daemon=True)
         thread.start()
         done = subprocess.run([micropython(), "client.py", str(server.getsockname()[1]),
                                str(HANDSHAKES)], cwd=d, capture_output=True, text=True,

@@ -42,16 +42,20 @@ PROTOCOL_TLS_CLIENT = _port.PROTOCOL_TLS_CLIENT
 PROTOCOL_TLS_SERVER = _port.PROTOCOL_TLS_SERVER
 
 _groups = os.getenv("WEARSAFE_CPU_GROUPS")
-if not _groups or not os.getenv("WEARSAFE_TLS_SLOWDOWN"):
+_slowdown = os.getenv("WEARSAFE_TLS_SLOWDOWN")
+if not _groups or not _slowdown:
     raise ImportError("esp32speed ssl: WEARSAFE_CPU_GROUPS or WEARSAFE_TLS_SLOWDOWN unset "
                       "(host_tools/testing/esp32_speed.py CpuQuota.device_env sets them)")
 _quota, _free = [open(p, "wb") for p in _groups.split(":")]
 _MOVE = b"0"  # the writing thread
 # integers throughout: a float is an allocation on this port
-_PER_MILLE = int(float(os.getenv("WEARSAFE_TLS_SLOWDOWN")) * 1000)
+_PER_MILLE = int(float(_slowdown) * 1000)
 _schedstat = open("/proc/thread-self/schedstat", "rb")
 _line = bytearray(64)
-_began = [0, 0]  # the stretch of mbedTLS under way: CPU ns, ticks_us
+# the stretch of mbedTLS under way: when it began, in CPU ns and in ticks_us
+_began_ns = [0]
+_began_us = [utime.ticks_us()]
+paced = [0, 0, 0]  # stretches so far, their CPU ns and their wall us (for tests/test_esp32_speed)
 
 
 def _cpu_ns():
@@ -67,8 +71,8 @@ def _cpu_ns():
 
 def _enter_c():
     _free.write(_MOVE)  # and brings the CPU time up to now (below)
-    _began[0] = _cpu_ns()
-    _began[1] = utime.ticks_us()
+    _began_ns[0] = _cpu_ns()
+    _began_us[0] = utime.ticks_us()
 
 
 def _leave_c():
@@ -76,10 +80,13 @@ def _leave_c():
     # now (kernel/sched/core.c sched_move_task dequeues it: update_curr), which
     # otherwise lags until the next tick. The wait takes no CPU of the quota.
     _quota.write(_MOVE)
-    used_ns = _cpu_ns() - _began[0]
-    owed_us = used_ns * _PER_MILLE // 1000000 - utime.ticks_diff(utime.ticks_us(), _began[1])
+    used_ns = _cpu_ns() - _began_ns[0]
+    owed_us = used_ns * _PER_MILLE // 1000000 - utime.ticks_diff(utime.ticks_us(), _began_us[0])
     if owed_us > 0:
         utime.sleep_us(owed_us)  # the real clock: an ESP32 computing, not sleeping
+    paced[0] += 1
+    paced[1] += used_ns
+    paced[2] += utime.ticks_diff(utime.ticks_us(), _began_us[0])
 
 
 # Each method moves, calls and moves back in place: passing a bound method on
