@@ -70,7 +70,7 @@ def _der(pem: Path, out: Path, key: bool = False) -> None:
 def _pieces(d: Path, context: ssl.SSLContext, quota: esp32_speed.CpuQuota | None) -> list[int]:
     """(arithmetic, longest piece, next piece, pieces) in microseconds, the best of
     HANDSHAKES, unthrottled or inside `quota` with the device half of the model."""
-    env = {"MICROPYPATH": ".frozen", **os.environ}
+    env = {**os.environ, "MICROPYPATH": ".frozen"}
     with socket.create_server(("127.0.0.1", 0)) as server:
         thread = threading.Thread(target=mbedtls_speed.serve,
                                   args=(server, context, HANDSHAKES), daemon=True)

@@ -89,8 +89,24 @@ def _leave_c():
     paced[2] += utime.ticks_diff(utime.ticks_us(), _began_us[0])
 
 
-# Each method moves, calls and moves back in place: passing a bound method on
-# would allocate one per call, which the firmware's loop does not do.
+class _Stretch:
+    """`with _IN_C:` a stretch of mbedTLS; `with _IN_PYTHON:` a callback inside one.
+    Made once: entering a `with` on them allocates nothing, where passing a bound
+    method on would allocate one per call (the firmware's loop allocates none)."""
+
+    def __init__(self, enter, leave):
+        self._enter = enter
+        self._leave = leave
+
+    def __enter__(self):
+        self._enter()
+
+    def __exit__(self, kind, value, trace):
+        self._leave()
+
+
+_IN_C = _Stretch(_enter_c, _leave_c)
+_IN_PYTHON = _Stretch(_leave_c, _enter_c)
 
 
 class _Stream(io.IOBase):
@@ -101,25 +117,16 @@ class _Stream(io.IOBase):
         self._stream = stream
 
     def readinto(self, buf):
-        _leave_c()
-        try:
+        with _IN_PYTHON:
             return self._stream.readinto(buf)
-        finally:
-            _enter_c()
 
     def write(self, buf):
-        _leave_c()
-        try:
+        with _IN_PYTHON:
             return self._stream.write(buf)
-        finally:
-            _enter_c()
 
     def ioctl(self, request, arg):
-        _leave_c()
-        try:
+        with _IN_PYTHON:
             return self._stream.ioctl(request, arg)
-        finally:
-            _enter_c()
 
 
 class _Session:
@@ -129,32 +136,20 @@ class _Session:
         self._session = session
 
     def readinto(self, buf):
-        _enter_c()
-        try:
+        with _IN_C:
             return self._session.readinto(buf)
-        finally:
-            _leave_c()
 
     def write(self, buf):
-        _enter_c()
-        try:
+        with _IN_C:
             return self._session.write(buf)
-        finally:
-            _leave_c()
 
     def read(self, *n):
-        _enter_c()
-        try:
+        with _IN_C:
             return self._session.read(*n)
-        finally:
-            _leave_c()
 
     def close(self):
-        _enter_c()
-        try:
+        with _IN_C:
             return self._session.close()
-        finally:
-            _leave_c()
 
     def __getattr__(self, name):  # the rest at bytecode speed: never kinder
         return getattr(self._session, name)
@@ -162,29 +157,20 @@ class _Session:
 
 class SSLContext(_port.SSLContext):
     def load_cert_chain(self, certfile, keyfile):
-        _enter_c()
-        try:
+        with _IN_C:
             _port.SSLContext.load_cert_chain(self, certfile, keyfile)
-        finally:
-            _leave_c()
 
     def load_verify_locations(self, cafile=None, cadata=None):
-        _enter_c()
-        try:
+        with _IN_C:
             _port.SSLContext.load_verify_locations(self, cafile, cadata)
-        finally:
-            _leave_c()
 
     def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,
                     server_hostname=None):
         # a plain socket's callbacks are C (the port's socket), not Python
         stream = _Stream(sock) if isinstance(sock, io.IOBase) else sock
-        _enter_c()
-        try:
+        with _IN_C:
             session = _port.SSLContext.wrap_socket(
                 self, stream, server_side=server_side,
                 do_handshake_on_connect=do_handshake_on_connect,
                 server_hostname=server_hostname)
-        finally:
-            _leave_c()
         return _Session(session)
