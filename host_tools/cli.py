@@ -57,7 +57,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
-               faults, args.live, args.board, args.speed, args.network)
+               faults, args.live, args.board, args.speed, args.network,
+               upload_interval=args.upload_interval, cell_mah=args.cell_mah)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -620,6 +621,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-seconds", type=int, default=5,
                     help="seconds of vitals per sealed message (device default 60; 5 here "
                          "so a short run shows messages)")
+    sp.add_argument("--upload-interval", type=int, default=0, metavar="SECONDS",
+                    help="the radio is up only in upload windows this far apart (the "
+                         "device default is 900); 0, the default here: always connected")
+    sp.add_argument("--cell-mah", type=float, default=400.0,
+                    help="the battery the summary's days on a charge are for (default 400)")
     sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
                                    "of the vitals received and the fleet's delivery figures")
     add_server(sp)

@@ -214,3 +214,29 @@ def test_without_a_cpu_controller_esp32_speed_is_refused_plainly(tmp_path, monke
     monkeypatch.setattr(esp32_speed, "CGROUP_V2", tmp_path / "no-v2")
     with pytest.raises(ToolError, match="cannot run devices at ESP32 speed"):
         esp32_speed.CpuQuota("wearsafe-test", 70.0)
+
+
+def test_in_upload_windows_an_alert_arrives_within_10_s_and_nothing_is_lost(tmp_path):
+    # 15-minute windows, so the radio is down except for the boot's window; the
+    # wearers desaturate 40 s after power-on. device-2 loses power at 35 s (and
+    # desaturates 40 s after it comes back), device-3's radio is out 35-65 s.
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "3", "--duration", "100",
+                          "--batch-seconds", "10", "--upload-interval", "900",
+                          "--scenario", "desaturation", "--power-cut", "device-2",
+                          "--radio-off", "device-3", "--state", str(tmp_path)],
+                         capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["lost"] == summary["duplicates"] == 0 and summary["produced"] >= 20, summary
+    assert summary["power_cuts"] == 1 and not summary["crashed"]
+    energy = summary["energy"]
+    for name in ("device-1", "device-2"):
+        latencies = energy[name]["alert_latency_s"]
+        assert len(latencies) == 1 and 0 < latencies[0] <= 10, (name, energy[name])
+    assert len(energy["device-3"]["alert_latency_s"]) == 1  # late: its radio was out
+    log = (tmp_path / "logs" / "device-1.log").read_text()
+    assert log.count(" info radio-off ") >= 2, log  # the boot's window, the alert's
+    # the radio was up for the windows only, and the counts reached the ingest
+    assert 0 < energy["device-1"]["radio_on_share"] < 0.5, energy["device-1"]
+    assert energy["device-1"]["counted_h"] * 3600 >= 90, energy["device-1"]
+    assert "energy device-1: " in out.stdout and "upload windows every 900 s" in out.stdout

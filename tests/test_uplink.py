@@ -122,6 +122,8 @@ realtime.every(board, 0, sensors)
 state = board.state_dir()
 store = keystore.Keystore(board.nvs(keystore.NAMESPACE))
 uplink = app.start(state, settings.load(state + "/settings.json"), store)[1].link
+board.radio(True)
+board.sleep_ms(2000)  # joining the network
 print("up", uplink.ensure(), "served-inside-mbedtls", served[0])
 """
 

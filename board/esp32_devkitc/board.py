@@ -19,6 +19,7 @@ _ROOT = os.getcwd()  # "/" at boot; a test harness's scratch directory otherwise
 _bus = None
 _wlan = None
 _wifi_error = None  # why the station cannot join, logged once
+_radio_on = False
 
 
 def epoch_s():
@@ -64,9 +65,22 @@ def _join_wifi():
     return wlan
 
 
+def radio(on):
+    """Switch Wi-Fi on (the station starts joining) or off (WLAN.active(False): the
+    radio is powered down, ports/esp32/network_wlan.c esp_wifi_stop)."""
+    global _wlan, _radio_on
+    _radio_on = bool(on)
+    if not on and _wlan is not None:
+        _wlan.disconnect()
+        _wlan.active(False)
+        _wlan = None
+
+
 def network_up():
-    """True once the station has an address; never blocks, never raises."""
+    """True once the station, switched on, has an address; never blocks, never raises."""
     global _wlan, _wifi_error
+    if not _radio_on:
+        return False
     if _wlan is None:
         if _wifi_error:
             return False
@@ -93,6 +107,23 @@ def ticks_add(t, delta):
 
 def sleep_ms(ms):
     time.sleep_ms(ms)
+
+
+def lightsleep(ms):
+    """The CPU stops for ms (esp_light_sleep_start, ports/esp32/modmachine.c); the I2C
+    chips go on sampling into their FIFOs. Only while Wi-Fi is off."""
+    import machine
+
+    machine.lightsleep(ms)
+
+
+def on_charger():
+    """The DevKitC has no charger sense line: a wearable wires VBUS to a GPIO here."""
+    return False
+
+
+def simulator_ms():
+    return 0
 
 
 def watchdog(timeout_ms):

@@ -8,7 +8,10 @@
 # WEARSAFE_SIM_WORK=1 with 0: working takes time, sleeping none),
 # WEARSAFE_SIM_SEED (repeatable noise), WEARSAFE_SIM_EPOCH (the clock at
 # start, in Unix seconds; default the host's: 0 is a clock NTP never set).
-# The radio is off while the file radio-off exists in the state directory.
+# The radio is off while the file radio-off exists in the state directory (out
+# of reach), and while the firmware has switched it off (radio()); switched on,
+# it joins the network in WEARSAFE_SIM_JOIN_MS (default 1500: an ESP32 joining
+# with DHCP takes 1.5 to 2 s, espressif/arduino-esp32#11139).
 # WEARSAFE_SIM_STALL=AT_MS:FOR_MS (a test hook): the first sleep once AT_MS of
 # simulated time have passed lasts FOR_MS longer, as if the loop had been
 # blocked that long (a TLS handshake, a flash erase on the chip).
@@ -43,13 +46,42 @@ def sync_clock():
     """NTP on a board; a simulated clock stays as the environment set it."""
 
 
+_JOIN_MS = int(os.getenv("WEARSAFE_SIM_JOIN_MS") or "1500")
+_radio_since = None  # ticks when the firmware switched the radio on; None: off
+
+
+def radio(on):
+    """Switch the radio on (it starts joining) or off."""
+    global _radio_since
+    if not on:
+        _radio_since = None
+    elif _radio_since is None:
+        _radio_since = ticks_ms()
+
+
 def network_up():
-    """True while the simulated radio is on."""
+    """True once the radio, switched on and in reach, has joined."""
+    if _radio_since is None or ticks_diff(ticks_ms(), _radio_since) < _JOIN_MS:
+        return False
     try:
         os.stat(state_dir() + "/radio-off")
         return False
     except OSError:
         return True
+
+
+def on_charger():
+    """True while the file charging exists in the state directory (the sim's flag)."""
+    try:
+        os.stat(state_dir() + "/charging")
+        return True
+    except OSError:
+        return False
+
+
+def simulator_ms():
+    """Time the simulator itself took (the emulated chips), which a board does not."""
+    return _clock.emulation_us // 1000
 
 
 def ticks_ms():
@@ -75,6 +107,11 @@ def sleep_ms(ms):
     _clock.sleep_ms(ms)
     for dog in _watchdogs:
         dog.check()
+
+
+def lightsleep(ms):
+    """machine.lightsleep on an ESP32: the CPU stops for ms (the radio must be off)."""
+    sleep_ms(ms)
 
 
 def watchdog(timeout_ms):

@@ -205,9 +205,12 @@ def _swap_in(staging: Path, bundle: Path) -> None:
 
 
 def provision_sim_device(server: Server, fs: Path, state: Path, broker_port: int,
-                         batch_seconds: int = 60, broker_host: str = "localhost") -> Device:
-    """A simulated device in `state`: bundle written, NVS provisioned, key registered."""
+                         batch_seconds: int = 60, broker_host: str = "localhost",
+                         upload_interval_s: int = 0) -> Device:
+    """A simulated device in `state`: bundle written, NVS provisioned, key registered.
+    It is always connected unless given an upload interval."""
     return provision(server, "sim", state, {"batch_seconds": batch_seconds,
                                             "broker_host": broker_host,
-                                            "broker_port": broker_port}, sim_fs=fs,
+                                            "broker_port": broker_port,
+                                            "upload_interval_s": upload_interval_s}, sim_fs=fs,
                      simulated=True)

@@ -35,6 +35,7 @@ from typing import Any
 
 from host_tools.device.build import build
 from host_tools.device.provision import Device, private_files, provision_sim_device, sim_env
+from host_tools.fleet import energy
 from host_tools.fleet.broker import Broker
 from host_tools.fleet.ingest import Ingest
 from host_tools.fleet.payloads import PayloadError, decode_senml
@@ -110,6 +111,8 @@ class SimDevice:
     radio_off: bool = False
     exit_code: int | None = None  # set when it ended by itself, not by a reset
     cpu_s: float = 0.0  # of processes already ended
+    energy_boots: list[dict[str, int]] = field(default_factory=list)  # last counts per boot
+    alert_latencies_s: list[float] = field(default_factory=list)  # alert time to stored
     _cpu_now: float = 0.0
     _reader: threading.Thread | None = None
 
@@ -173,8 +176,13 @@ class SimDevice:
             records = decode_senml(plaintext)
         except PayloadError:
             return  # the ingest checked it; a status message has no readings anyway
+        counts = {}
         for record in records:
             quantity = record["n"].rsplit("/", 1)[-1]
+            if quantity in energy.COUNTS:
+                counts[quantity] = int(record["v"])
+            elif quantity == "alert":  # from the second the vitals crossed (device clock)
+                self.alert_latencies_s.append(time.time() - record["t"])
             if quantity in GAPS:
                 self.overflows += int(record["v"])
             if quantity not in VITALS:
@@ -183,6 +191,22 @@ class SimDevice:
                 self.duplicates += 1
             self.readings.add((quantity, record["t"]))
             self.vitals[quantity] = record["v"]
+        if counts:  # since boot: a smaller uptime is the next boot's
+            if not self.energy_boots or counts["uptime-ms"] < self.energy_boots[-1]["uptime-ms"]:
+                self.energy_boots.append(counts)
+            else:
+                self.energy_boots[-1] = counts
+
+    def energy(self, cell_mah: float) -> dict[str, Any] | None:
+        """What its energy counts come to (None before its first report)."""
+        if not self.energy_boots:
+            return None
+        e = energy.estimate(energy.total(self.energy_boots))
+        return {"average_ma": round(e.average_ma, 2), "days": round(e.days(cell_mah), 2),
+                "radio_on_share": round(e.radio_on_share, 3),
+                "handshakes_per_hour": round(e.handshakes_per_hour, 1),
+                "counted_h": round(e.hours, 3),
+                "alert_latency_s": [round(s, 1) for s in self.alert_latencies_s]}
 
     def supervise(self, fs: Path, now: float) -> None:
         """Power it on again after a reset or a power cut; note a crash."""
@@ -218,6 +242,13 @@ class SimDevice:
         self.powered_off_until = time.monotonic() + POWER_OFF_S
         self.link = "power off"
 
+    def set_charging(self, on: bool) -> None:
+        flag = self.device.state / "charging"  # board/sim: on the charger, always connected
+        if on:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
     def set_radio(self, on: bool) -> None:
         self.radio_off = not on
         flag = self.device.state / "radio-off"
@@ -234,6 +265,7 @@ class SimDevice:
             self._reader.join(5)
         if self.radio_off:
             self.set_radio(True)
+        self.set_charging(False)
         if self.quota:
             self.quota.remove()
 
@@ -299,7 +331,12 @@ class Simulation:
 
     def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
                  faults: Faults, board: str = "sim", speed: str = "desktop",
-                 network: str | None = None) -> None:
+                 network: str | None = None, upload_interval: int = 0,
+                 cell_mah: float = 400.0) -> None:
+        if upload_interval < 0:
+            raise ToolError("--upload-interval must be 0 (always connected) or more seconds")
+        self.upload_interval = upload_interval
+        self.cell_mah = cell_mah
         self.network = parse_network(network) if network is not None else None
         self.links: list[LinkEmulator] = []  # one relay per device with --network
         if speed not in ("desktop", "esp32"):
@@ -404,13 +441,16 @@ class Simulation:
         if known.exists():
             settings_path = state / "settings.json"
             settings = json.loads(settings_path.read_text())
-            settings.update(broker_port=port, batch_seconds=self.batch_seconds)
+            settings.update(broker_port=port, batch_seconds=self.batch_seconds,
+                            upload_interval_s=self.upload_interval)
             settings_path.write_text(json.dumps(settings, indent=1) + "\n")
             (state / "radio-off").unlink(missing_ok=True)
             return Device(known.read_text().strip(), state)
         if self.board == "sim":
-            return provision_sim_device(self.server, fs, state, port, self.batch_seconds)
-        return provision_model_device(self.server, fs, state, port, self.batch_seconds)
+            return provision_sim_device(self.server, fs, state, port, self.batch_seconds,
+                                        upload_interval_s=self.upload_interval)
+        return provision_model_device(self.server, fs, state, port, self.batch_seconds,
+                                      upload_interval_s=self.upload_interval)
 
     def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
         """Run until the duration ends or Ctrl-C; the host time it ended."""
@@ -472,7 +512,10 @@ class Simulation:
         self.peak_rss_mb = max(self.peak_rss_mb, sum(_rss_mb(p) for p in pids))
 
     def _drain(self, fs: Path, end: float, view: Any) -> None:
-        """Let what was sealed before `end` arrive, the devices still running."""
+        """Let what was sealed before `end` arrive, the devices still running (and on
+        their chargers, where the radio stays up: no waiting for the next window)."""
+        for d in self.devices:
+            d.set_charging(True)
         deadline = time.monotonic() + DRAIN_S
         try:
             while any(d.lost(end) for d in self.devices) \
@@ -521,6 +564,8 @@ class Simulation:
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "host_rss_mb": round(own.ru_maxrss / 1024, 1),
             "scenarios": {d.name: d.scenario for d in self.devices},
+            "upload_interval_s": self.upload_interval, "cell_mah": self.cell_mah,
+            "energy": {d.name: d.energy(self.cell_mah) for d in self.devices},
             "faults": {"outage_s": self.faults.outage_s, "radio_off": self.faults.radio_off,
                        "power_cut": self.faults.power_cut},
         }
@@ -528,7 +573,8 @@ class Simulation:
 
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
-        board: str = "sim", speed: str = "desktop", network: str | None = None) -> int:
+        board: str = "sim", speed: str = "desktop", network: str | None = None,
+        upload_interval: int = 0, cell_mah: float = 400.0) -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
@@ -536,7 +582,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     try:
         with sigterm_as_ctrl_c():
             simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
-                                    speed, network)
+                                    speed, network, upload_interval, cell_mah)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -98,9 +98,20 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"cpu: devices {s['cpu_devices_s']} s, broker {s['cpu_broker_s']} s, host tools "
         f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
         f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
-        " ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
-                                         "overflows", "p50_ms", "p99_ms")),
     ]
+    window = (f"upload windows every {s['upload_interval_s']} s" if s.get("upload_interval_s")
+              else "always connected")
+    for name, e in (s.get("energy") or {}).items():
+        if e is None:
+            lines.append(f"energy {name}: no counts reported yet ({window})")
+            continue
+        alerts = ", ".join(f"{v:.1f}" for v in e["alert_latency_s"]) or "-"
+        lines.append(f"energy {name}: {e['average_ma']:.2f} mA average over "
+                     f"{e['counted_h'] * 60:.1f} min = {e['days']:.1f} days on "
+                     f"{s['cell_mah']:.0f} mAh ({window}); radio on {e['radio_on_share']:.1%}, "
+                     f"{e['handshakes_per_hour']:.1f} handshakes/h; alert latency s: {alerts}")
+    lines.append(" ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
+                                                  "overflows", "p50_ms", "p99_ms")))
     return lines
 
 

@@ -22,6 +22,7 @@ def _wifi(text='{"ssid": "lab", "key": "secret"}'):
 
 def _online():
     _wifi()
+    board.radio(True)
     for _ in range(50):
         if board.network_up():
             return
@@ -137,6 +138,7 @@ def test_7_a_link_made_late_in_the_ticks_period_tries_at_once():
 
 
 def test_8_missing_or_bad_wifi_json_is_no_network_not_a_crash():
+    board.radio(True)
     assert board.network_up() is False  # no wifi.json
     board._wlan = board._wifi_error = None
     _wifi("{not json")

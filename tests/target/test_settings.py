@@ -24,14 +24,23 @@ def test_a_setting_overrides_its_default():
     assert settings.load(_write('{"batch_seconds": 5}'))["batch_seconds"] == 5
 
 
+def test_a_whole_number_is_a_float_setting_and_zero_is_always_connected():
+    loaded = settings.load(_write('{"alert_temp_above": 39, "upload_interval_s": 0}'))
+    assert loaded["alert_temp_above"] == 39 and loaded["upload_interval_s"] == 0
+    assert settings.DEFAULTS["upload_interval_s"] == 900  # the product: 15-minute windows
+
+
 def test_bad_files_are_refused_with_what_to_fix():
     cases = (
         ('{"batch_secs": 5}',
-         "unknown setting 'batch_secs' (known: ack_timeout_s, batch_seconds, "),
+         "unknown setting 'batch_secs' (known: ack_timeout_s, alert_heart_rate_high, "),
         ('{"batch_seconds": "5"}', "batch_seconds must be a int"),
         ('{"batch_seconds": 0}', "batch_seconds must be 1..180"),
         ('{"tls": 0}', "tls must be a bool"),
         ('{"broker_port": 0}', "broker_port must be 1..65535"),
+        ('{"alert_spo2_below": 95}', "alert_spo2_below must be 0.5..1.0"),
+        ('{"alert_temp_above": "38.5"}', "alert_temp_above must be a float"),
+        ('{"upload_interval_s": -1}', "upload_interval_s must be 0..86400"),
         ("[1]", "must hold a JSON object"),
         ("{", "is not valid JSON"),
     )

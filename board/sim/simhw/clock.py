@@ -25,6 +25,8 @@ class SimClock:
         self.work = work and not speed
         self._chips = []
         self._start = utime.ticks_us()  # at speed 0 with work: when time was last taken
+        self.emulation_us = 0  # wall time the chips' emulation took: the simulator's, not
+        # the firmware's work (a real chip samples by itself)
 
     def attach(self, chip):
         self._chips.append(chip)
@@ -60,5 +62,7 @@ class SimClock:
 
     def _advance(self, now_us):
         self.now_us = now_us
+        began = utime.ticks_us()
         for chip in self._chips:
             chip.advance(now_us)
+        self.emulation_us += utime.ticks_diff(utime.ticks_us(), began)

@@ -51,7 +51,8 @@ class PpgModel:
             self.phase -= 1.0
             self.rr = self._next_rr()
         pulse = _pulse(self.phase)
-        ratio = (1.10 - s["spo2"]) / 0.25
+        spo2 = s["spo2"] if self.t >= s["spo2_from_s"] else 0.98  # desaturating from then
+        ratio = (1.10 - spo2) / 0.25
         motion = s["motion"] * math.sin(2 * math.pi * s["cadence"] * self.t) if s["cadence"] \
             else 0.0
         ir = PPG_DC_IR * (1 - s["perfusion"] * pulse + motion) + gauss(s["noise"])

@@ -6,7 +6,8 @@
 import gc
 
 import board
-from wearsafe import VERSION, keystore, log, realtime, senml, sensing, settings
+from wearsafe import VERSION, energy, keystore, log, realtime, senml, sensing, settings
+from wearsafe.alerts import Alerts
 from wearsafe.batch import Batch
 from wearsafe.link import Link, LinkError, up_topic
 from wearsafe.outbox import Outbox
@@ -22,25 +23,91 @@ SEND_PER_SECOND = 20
 # The watchdog resets a hung device. Fed every second; the longest legitimate
 # stall is a few link timeouts (ack_timeout_s each) during a reconnect or a fetch.
 WATCHDOG_MS = 300_000
+# An upload window stays open until the outbox is empty and the link has been up
+# WINDOW_MIN_MS (for update announcements to come in), at most WINDOW_MAX_MS unless
+# an update is downloading; a window that could not empty the outbox of an alert
+# comes again after RETRY_MS. Always connected, energy counts go out every REPORT_MS.
+WINDOW_MIN_MS = 3000
+WINDOW_MAX_MS = 120_000
+RETRY_MS = 30_000
+REPORT_MS = 900_000
 
 
 class Uplink:
-    """The outbox and the link: store every sealed message, deliver when possible."""
+    """The outbox and the link: store every sealed message, deliver in upload windows
+    (or always, with upload_interval_s 0 or on the charger)."""
 
-    def __init__(self, link, outbox, topic):
+    def __init__(self, link, outbox, topic, interval_s=0, backlog=1, meter=None):
         self.link = link
         self.outbox = outbox
         self.topic = topic
         self.delivered = 0
         self._was_up = None  # the first state is logged either way
         self._connects = 0
+        self.interval_ms = interval_s * 1000
+        self.backlog = backlog
+        self.meter = meter or energy.Energy(board)
+        self.urgent = False  # an alert waits in the outbox: open a window now
+        self.on_open = None  # called as each window after the boot's opens (energy report)
+        self.windows = 0
+        self._charging = False
+        self.is_open = False
+        self._opened = self._up_since = None
+        self._next = board.ticks_ms()  # the first window: at boot
 
-    def service(self, until):
-        """Connect if need be, then deliver from the outbox until `until` (ticks)."""
-        self._note(self.link.ensure())
+    def _always(self):
+        return not self.interval_ms or board.on_charger()
+
+    def service(self, until, busy=False):
+        """Open a window when one is due, connect, deliver until `until` (ticks), and
+        close the window once its work is done (`busy`: an update is downloading)."""
+        charging = board.on_charger()
+        if charging and not self._charging and self.on_open:
+            self.on_open()  # docked: the counts of the time on the wrist go out
+        self._charging = charging
+        if not self.is_open:
+            if not (self._always() or self.urgent or len(self.outbox) >= self.backlog
+                    or board.ticks_diff(board.ticks_ms(), self._next) >= 0):
+                return
+            self._open()
+        up = self.link.ensure()
+        self.meter.radio(energy.JOINED if board.network_up() else energy.JOINING)
+        self._note(up)
         if self._was_up:
+            if self._up_since is None:
+                self._up_since = board.ticks_ms()
             self._deliver(until)
             self._note(self.link.connected)  # a publish or keepalive may have dropped it
+        if not (self._always() or busy) and self._done():
+            self._close()
+
+    def _open(self):
+        self.is_open = True
+        self._opened = board.ticks_ms()
+        self._up_since = None
+        board.radio(True)
+        self.meter.radio(energy.JOINING)
+        if self.on_open and self.windows:
+            self.on_open()
+        self.windows += 1
+
+    def _done(self):
+        now = board.ticks_ms()
+        if board.ticks_diff(now, self._opened) >= WINDOW_MAX_MS:
+            return True
+        return (not len(self.outbox) and self._up_since is not None
+                and board.ticks_diff(now, self._up_since) >= WINDOW_MIN_MS)
+
+    def _close(self):
+        self.link.close()
+        board.radio(False)
+        self.meter.radio(energy.RADIO_OFF)
+        self.is_open = False
+        self.urgent = bool(len(self.outbox)) and self.urgent
+        wait = RETRY_MS if self.urgent else self.interval_ms
+        self._next = board.ticks_add(board.ticks_ms(), wait)
+        log.info("radio-off", "outbox", len(self.outbox), "next-s", wait // 1000)
+        self._was_up = None
 
     def _note(self, up):
         """Log each change of the link's state. A drop and its reconnect between two
@@ -128,7 +195,8 @@ def start(state, config, store):
     topic = up_topic(device_id)
     link = Link(config, device_id, state + "/certs", board)
     outbox = Outbox(state + "/outbox", segments=config["outbox_segments"])
-    return Sealer(store, topic), Uplink(link, outbox, topic)
+    return Sealer(store, topic), Uplink(link, outbox, topic, config["upload_interval_s"],
+                                        config["upload_backlog"])
 
 
 def run(seconds=None):
@@ -143,6 +211,8 @@ def run(seconds=None):
         return
     dog = board.watchdog(WATCHDOG_MS)
     sealer, uplink = start(state, config, store)
+    energy.meter = uplink.meter  # light sleep while the radio is off, counted
+    alerts = Alerts(config)
     updates = start_updates(state, uplink.link, config["confirm_timeout_s"])
     hub = sensing.SensorHub(board.i2c(), board.I2C_NAME, board.sleep_ms)
     batch = Batch(store.device_id(), config["batch_seconds"])
@@ -158,21 +228,29 @@ def run(seconds=None):
         log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
                  "outbox", len(uplink.outbox))
 
+    def report_energy():
+        status(uplink.meter.fields(uplink.link.connects))
+
+    uplink.on_open = report_energy
     status([("version", VERSION)] + crash.report(store_nvs()))
     sensed = [0]  # seconds of vitals taken, up to `seconds`
     ready = []  # (pack, readings) the sensing task completed, for the loop to seal
+    raised = []  # (alert kind, Unix time) for the loop to seal and send at once
 
     def second(vitals):  # the sensing task's, each second, whatever the loop is doing
         if seconds is not None and sensed[0] >= seconds:
             return
         sensed[0] += 1
+        kind = alerts.check(vitals)
+        if kind:
+            raised.append((kind, board.epoch_s()))
         if batch.add(vitals, board.epoch_s()):
             batch.note_dropped(uplink.outbox.take_dropped())
             ready.append((batch.pack(), batch.readings()))
             batch.clear(board.epoch_s())
 
     sensing.start(hub, board, second)
-    tick = board.ticks_ms()
+    tick = reported = board.ticks_ms()
     while True:
         tick = board.ticks_add(tick, LOOP_MS)
         wait = board.ticks_diff(tick, board.ticks_ms())
@@ -189,8 +267,18 @@ def run(seconds=None):
                      "heap", gc.mem_alloc(), "ppg-lost", hub.ppg_lost,
                      "accel-overrun", hub.accel_overruns, "stall-ms", hub.longest_stall_ms)
             hub.longest_stall_ms = 0  # the longest of each batch
+        while raised:
+            kind, when = raised.pop(0)
+            message = sealer.seal(senml.encode_status(store.device_id(), when, [("alert", kind)]))
+            uplink.outbox.append(message)
+            log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
+                     "outbox", len(uplink.outbox))
+            uplink.urgent = True
+        if not uplink.interval_ms and board.ticks_diff(board.ticks_ms(), reported) >= REPORT_MS:
+            reported = board.ticks_ms()
+            report_energy()
         until = board.ticks_add(board.ticks_ms(), WORK_MS)
-        uplink.service(until)
+        uplink.service(until, busy=bool(updates and updates.updater.busy))
         if updates:
             reports = updates.service(uplink, until)
             if reports:

@@ -30,7 +30,7 @@ import umqtt.simple
 from micropython import const
 from umqtt.simple import MQTTClient, MQTTException
 
-from wearsafe import realtime
+from wearsafe import energy, realtime
 
 MIN_EPOCH = const(1735689600)  # 2025-01-01: a clock before this was never set
 BACKOFF_FIRST_MS = const(1000)
@@ -198,14 +198,20 @@ class _Serviced(io.IOBase):
     def readinto(self, buf):
         self._service()
         try:
-            return self._sock.readinto(buf)  # None: nothing yet (WANT_READ)
+            n = self._sock.readinto(buf)  # None: nothing yet (WANT_READ)
+            if n:
+                energy.carried(0, n)
+            return n
         except OSError as e:
             return -_errno(e)
 
     def write(self, buf):
         self._service()
         try:
-            return self._sock.write(buf)
+            n = self._sock.write(buf)
+            if n:
+                energy.carried(n, 0)
+            return n
         except OSError as e:
             return -_errno(e)
 

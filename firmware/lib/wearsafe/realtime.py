@@ -17,6 +17,8 @@
 # Deadlines use ticks_add/ticks_diff: the ticks wrap at 2^30 ms on the ESP32.
 from micropython import const
 
+from wearsafe import energy
+
 _MAX_SLEEP_MS = const(1000)
 
 _board = None  # set by every(), before any task exists
@@ -74,4 +76,4 @@ def sleep_ms(board, ms):
         left = board.ticks_diff(end, board.ticks_ms())
         if left <= 0:
             return
-        board.sleep_ms(due_in_ms(left))
+        energy.sleep_ms(board, due_in_ms(left))

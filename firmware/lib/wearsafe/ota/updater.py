@@ -120,6 +120,11 @@ class Updater:
         if self._job is None or self._job[0]["digest"] != offer["digest"]:
             self.offer = offer
 
+    @property
+    def busy(self):
+        """An image is downloading: the upload window stays open for it."""
+        return self._job is not None
+
     def service(self, until):
         """Fetch and verify chunks until `until` (ticks; at most CHUNKS_PER_SERVICE);
         install and reset when the image is complete."""
