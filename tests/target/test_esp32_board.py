@@ -285,3 +285,17 @@ def test_the_watchdog_resets_a_hung_device():
     except SystemExit:
         return
     raise AssertionError("the watchdog did not reset the board")
+
+
+def test_16_the_cpu_runs_at_240_mhz_not_the_ports_160():
+    assert board.CPU_HZ == 240_000_000 and machine.freq() == board.CPU_HZ
+    raises(ValueError, machine.freq, 100_000_000)
+
+
+def test_16_the_radio_is_off_until_switched_on_and_off_again_after():
+    _wifi()
+    board.radio(False)
+    assert board.network_up() is False  # a wifi.json alone joins nothing
+    _online()
+    board.radio(False)
+    assert board.network_up() is False and board._wlan is None

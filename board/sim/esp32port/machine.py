@@ -39,8 +39,19 @@ def unique_id():
     return b"\x24\x0a\xc4\x00\x00\x01"
 
 
+# ESP32_GENERIC takes ESP-IDF's default CPU clock, 160 MHz (its sdkconfig.base sets
+# none; boards/sdkconfig.240mhz is only in other boards' lists); modmachine.c
+# mp_machine_set_freq accepts 20, 40, 80, 160 and 240 MHz, else ValueError.
+_freq = [160000000]
+
+
 def freq(hz=None):
-    return 240000000 if hz is None else None
+    if hz is None:
+        return _freq[0]
+    if hz // 1000000 not in (20, 40, 80, 160, 240):
+        raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz, 160MHz or 240MHz")
+    _freq[0] = hz // 1000000 * 1000000
+    return None
 
 
 def idle():
@@ -48,7 +59,7 @@ def idle():
 
 
 def lightsleep(ms=None):
-    time.sleep_ms(ms or 0)
+    time.sleep_ms(ms or 0)  # the RTC keeps time: ticks_ms goes on across it
 
 
 class Pin:
