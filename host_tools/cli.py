@@ -650,8 +650,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", type=Path, default=paths.BUILD / "vboard",
                     help="its directory: tty link and filesystem root")
     add_board(sp, on_desktop=True, choices=("sim", "esp32_devkitc"))
-    sp.add_argument("--heap", default="120K",  # vboard.ESP32_HEAP, not imported at start-up
-                    help="GC heap the board's code gets (default 120K: an ESP32's 110 KB "
+    sp.add_argument("--heap", default="128K",  # vboard.ESP32_HEAP, not imported at start-up
+                    help="GC heap the board's code gets (default 128K: an ESP32's 110 KB "
                          "once grown, for this 64-bit port's larger objects; "
                          "the whole app from .mpy files, as `wearsafe hil --broker` runs it, "
                          "needs 256K)")

@@ -54,9 +54,10 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 HANDSHAKE_S = 10.0
 # An ESP32's GC heap once grown, without PSRAM (110 KB of 32-bit objects), on this
-# 64-bit port: the app's import holds 80 KB here against about 65 KB on a 32-bit
-# one (make bench), so 120K is still stricter than the board.
-ESP32_HEAP = "120K"
+# 64-bit port: objects here take about 1.23 times their 32-bit size (the app's
+# import held 80 KB here against about 65 KB on a 32-bit port, make bench), so the
+# board's 110 KB is about 135 KB here and 128K is still stricter than the board.
+ESP32_HEAP = "128K"
 
 
 class VirtualBoard(Service):

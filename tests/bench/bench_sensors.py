@@ -37,7 +37,7 @@ print("poll_us=%d" % poll_us, "vitals_us=%d" % vitals_us, "seconds=%d" % SECONDS
 
 def main() -> None:
     for scenario in ("rest", "walk"):
-        f = figures(PIPELINE, env={"WEARSAFE_SCENARIO": scenario})
+        f = figures(PIPELINE, heap="128K", env={"WEARSAFE_SCENARIO": scenario})
         per_second = (f["poll_us"] + f["vitals_us"]) / f["seconds"]
         print(f"sensor pipeline ({scenario}): {per_second / 1000:.2f} ms CPU per second of data "
               f"= {per_second / 1e6:.2%} of real time (FIFO reads and estimators "

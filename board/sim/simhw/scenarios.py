@@ -11,7 +11,8 @@
 #   missing       chips that do not answer on the bus
 #   ppg_csv, ppg_csv_rate  replay a recorded PPG column instead of the model
 BASE: dict = {
-    "hr": 62, "hrv": 0.04, "spo2": 0.98, "spo2_from_s": 0, "perfusion": 0.02, "temp": 36.6, "noise": 60,
+    "hr": 62, "hrv": 0.04, "spo2": 0.98, "spo2_from_s": 0, "perfusion": 0.02, "temp": 36.6,
+    "noise": 60,
     "cadence": 0.0, "stride_g": 0.0, "hand_moves": 2, "motion": 0.0, "on_wrist": True,
     "missing": (), "ppg_csv": None, "ppg_csv_rate": 0,
 }

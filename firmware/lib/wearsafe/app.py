@@ -7,7 +7,6 @@ import gc
 
 import board
 from wearsafe import VERSION, energy, keystore, log, realtime, senml, sensing, settings
-from wearsafe.alerts import Alerts
 from wearsafe.batch import Batch
 from wearsafe.link import Link, LinkError, up_topic
 from wearsafe.outbox import Outbox
@@ -62,8 +61,8 @@ class Uplink:
         """Open a window when one is due, connect, deliver until `until` (ticks), and
         close the window once its work is done (`busy`: an update is downloading)."""
         charging = board.on_charger()
-        if charging and not self._charging and self.on_open:
-            self.on_open()  # docked: the counts of the time on the wrist go out
+        if charging and not self._charging and self.is_open and self.on_open:
+            self.on_open()  # docked: the counts go out (a window opening sends them anyway)
         self._charging = charging
         if not self.is_open:
             if not (self._always() or self.urgent or len(self.outbox) >= self.backlog
@@ -83,6 +82,7 @@ class Uplink:
 
     def _open(self):
         self.is_open = True
+        self._was_up = False  # joining is not a drop
         self._opened = board.ticks_ms()
         self._up_since = None
         board.radio(True)
@@ -107,7 +107,6 @@ class Uplink:
         wait = RETRY_MS if self.urgent else self.interval_ms
         self._next = board.ticks_add(board.ticks_ms(), wait)
         log.info("radio-off", "outbox", len(self.outbox), "next-s", wait // 1000)
-        self._was_up = None
 
     def _note(self, up):
         """Log each change of the link's state. A drop and its reconnect between two
@@ -211,7 +210,8 @@ def run(seconds=None):
         return
     dog = board.watchdog(WATCHDOG_MS)
     sealer, uplink = start(state, config, store)
-    energy.meter = uplink.meter  # light sleep while the radio is off, counted
+    from wearsafe.alerts import Alerts
+
     alerts = Alerts(config)
     updates = start_updates(state, uplink.link, config["confirm_timeout_s"])
     hub = sensing.SensorHub(board.i2c(), board.I2C_NAME, board.sleep_ms)
@@ -249,7 +249,7 @@ def run(seconds=None):
             ready.append((batch.pack(), batch.readings()))
             batch.clear(board.epoch_s())
 
-    sensing.start(hub, board, second)
+    polling = sensing.start(hub, board, second)
     tick = reported = board.ticks_ms()
     while True:
         tick = board.ticks_add(tick, LOOP_MS)
@@ -279,6 +279,7 @@ def run(seconds=None):
             report_energy()
         until = board.ticks_add(board.ticks_ms(), WORK_MS)
         uplink.service(until, busy=bool(updates and updates.updater.busy))
+        realtime.set_period(polling, sensing.POLL_MS if uplink.is_open else sensing.POLL_ASLEEP_MS)
         if updates:
             reports = updates.service(uplink, until)
             if reports:

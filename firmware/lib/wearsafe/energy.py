@@ -3,7 +3,10 @@
 # between FIFO reads while the radio is off), TLS handshakes and the bytes
 # the radio carried. The counts go out in status messages; the host's model
 # (host_tools/fleet/energy.py) turns them into milliamperes and days on a
-# cell. Counts only: they hold no reading.
+# cell. Counts only: they hold no reading. The light sleep is realtime's, the
+# bytes link's; this module only reads them.
+from wearsafe import link, realtime
+
 RADIO_OFF = 0
 JOINING = 1
 JOINED = 2
@@ -14,17 +17,16 @@ class Energy:
     def __init__(self, board):
         self._board = board
         self.state = RADIO_OFF
+        realtime.radio_off = True
         self._since = board.ticks_ms()
         self.state_ms = [0, 0, 0]
-        self.asleep_ms = 0
-        self.tx_bytes = 0
-        self.rx_bytes = 0
 
     def radio(self, state):
         """The radio is now in `state` (RADIO_OFF, JOINING or JOINED)."""
         if state != self.state:
             self._count()
             self.state = state
+            realtime.radio_off = state == RADIO_OFF
 
     def _count(self):
         now = self._board.ticks_ms()
@@ -36,30 +38,10 @@ class Energy:
         self._count()
         up = self.state_ms[0] + self.state_ms[1] + self.state_ms[2]
         # the simulator's own work (its emulated chips) is not the device's
-        awake = max(0, up - self.asleep_ms - self._board.simulator_ms())
+        awake = max(0, up - realtime.asleep_ms - self._board.simulator_ms())
         fields = [("uptime-ms", "%d" % up), ("awake-ms", "%d" % awake),
-                  ("asleep-ms", "%d" % self.asleep_ms)]
+                  ("asleep-ms", "%d" % realtime.asleep_ms)]
         for i in range(3):
             fields.append((_STATES[i], "%d" % self.state_ms[i]))
-        return fields + [("handshakes", "%d" % handshakes), ("tx-bytes", "%d" % self.tx_bytes),
-                         ("rx-bytes", "%d" % self.rx_bytes)]
-
-
-meter = None  # the running application's Energy (app.run sets it); None in unit tests
-
-
-def sleep_ms(board, ms):
-    """Sleep ms: in light sleep while the radio is off (the CPU stops; the chips'
-    FIFOs go on filling), else an idle wait the Wi-Fi driver keeps working in."""
-    if meter is None or meter.state != RADIO_OFF:
-        board.sleep_ms(ms)
-        return
-    start = board.ticks_ms()
-    board.lightsleep(ms)
-    meter.asleep_ms += board.ticks_diff(board.ticks_ms(), start)
-
-
-def carried(sent, received):
-    if meter is not None:
-        meter.tx_bytes += sent
-        meter.rx_bytes += received
+        return fields + [("handshakes", "%d" % handshakes), ("tx-bytes", "%d" % link.carried[0]),
+                         ("rx-bytes", "%d" % link.carried[1])]

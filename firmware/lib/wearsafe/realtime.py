@@ -17,19 +17,31 @@
 # Deadlines use ticks_add/ticks_diff: the ticks wrap at 2^30 ms on the ESP32.
 from micropython import const
 
-from wearsafe import energy
-
 _MAX_SLEEP_MS = const(1000)
 
 _board = None  # set by every(), before any task exists
+# While the radio is off the waits are light sleep (machine.lightsleep: the CPU
+# stops; the chips' FIFOs go on filling), counted for wearsafe/energy.py.
+radio_off = False
+asleep_ms = 0
 _tasks: list = []  # [task, period_ms, due, running], in the order they were added
 
 
 def every(board, period_ms, task, first_in=0):
-    """Run task() every period_ms, the first time first_in ms from now."""
+    """Run task() every period_ms, the first time first_in ms from now; returns the
+    task's entry, whose period set_period() changes."""
     global _board
     _board = board
-    _tasks.append([task, period_ms, board.ticks_add(board.ticks_ms(), first_in), False])
+    entry = [task, period_ms, board.ticks_add(board.ticks_ms(), first_in), False]
+    _tasks.append(entry)
+    return entry
+
+
+def set_period(entry, period_ms):
+    """From its next run on (a shorter period takes effect at once)."""
+    if period_ms < entry[1]:
+        entry[2] = _board.ticks_add(_board.ticks_ms(), 0)  # type: ignore[union-attr]
+    entry[1] = period_ms
 
 
 def stop():
@@ -76,4 +88,14 @@ def sleep_ms(board, ms):
         left = board.ticks_diff(end, board.ticks_ms())
         if left <= 0:
             return
-        energy.sleep_ms(board, due_in_ms(left))
+        _sleep(board, due_in_ms(left))
+
+
+def _sleep(board, ms):
+    global asleep_ms
+    if not radio_off:
+        board.sleep_ms(ms)  # an idle wait, in which the Wi-Fi driver keeps working
+        return
+    start = board.ticks_ms()
+    board.lightsleep(ms)
+    asleep_ms += board.ticks_diff(board.ticks_ms(), start)

@@ -23,6 +23,9 @@ from wearsafe.vitals.steps import StepCounter
 from wearsafe.vitals.temperature import BodyTemperature
 
 POLL_MS = const(100)
+# With the radio off nothing stalls the loop for long (no handshake, no download):
+# the FIFOs are read less often and the CPU sleeps longer between reads.
+POLL_ASLEEP_MS = const(500)
 REPORT_MS = const(1000)
 
 
@@ -56,7 +59,7 @@ class SensorHub:
         self._y = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
         self._z = array("i", bytes(4 * lis3dh.FIFO_DEPTH))
         self.heart = HeartRateEstimator(max30102.SAMPLE_RATE)
-        self.oximeter = Spo2Estimator(max30102.SAMPLE_RATE)
+        self.oximeter = Spo2Estimator(max30102.SAMPLE_RATE, self.heart.channel)
         self.stepper = StepCounter(lis3dh.SAMPLE_RATE)
         self.body = BodyTemperature()
 
@@ -132,9 +135,10 @@ class SensorHub:
 
 def start(hub, board, on_second):
     """Sense in the background from now on (realtime's tasks): the FIFOs drained every
-    POLL_MS, and each second on_second(vitals) with that second's Vitals (one object,
-    refilled). Both run wherever the application calls realtime.service() or
-    realtime.sleep_ms(), so the readings keep time whatever else the device does."""
+    POLL_MS (the poll task is returned: realtime.set_period), and each second
+    on_second(vitals) with that second's Vitals (one object, refilled). Both run
+    wherever the application calls realtime.service() or realtime.sleep_ms(),
+    so the readings keep time whatever else the device does."""
     out = Vitals()
     last_poll = board.ticks_ms()
 
@@ -152,8 +156,9 @@ def start(hub, board, on_second):
 
     # a second the device missed (the task came late) is skipped, not made up
     # with copies of the next one (realtime.service)
-    realtime.every(board, POLL_MS, poll)
+    polling = realtime.every(board, POLL_MS, poll)
     realtime.every(board, REPORT_MS, second, first_in=REPORT_MS)
+    return polling
 
 
 def run(hub, board, seconds=None):
