@@ -113,6 +113,7 @@ class SimDevice:
     cpu_s: float = 0.0  # of processes already ended
     energy_boots: list[dict[str, int]] = field(default_factory=list)  # last counts per boot
     alert_latencies_s: list[float] = field(default_factory=list)  # alert time to stored
+    energy_at: float = 0.0  # host time its last energy counts were stored
     _cpu_now: float = 0.0
     _reader: threading.Thread | None = None
 
@@ -192,6 +193,7 @@ class SimDevice:
             self.readings.add((quantity, record["t"]))
             self.vitals[quantity] = record["v"]
         if counts:  # since boot: a smaller uptime is the next boot's
+            self.energy_at = time.monotonic()
             if not self.energy_boots or counts["uptime-ms"] < self.energy_boots[-1]["uptime-ms"]:
                 self.energy_boots.append(counts)
             else:
@@ -226,6 +228,10 @@ class SimDevice:
         elif self.exit_code is None:
             self.exit_code = self.process.returncode
             self.link = f"exit {self.exit_code}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def cpu_seconds(self) -> float:
         if self.process and self.process.poll() is None:
@@ -514,12 +520,13 @@ class Simulation:
     def _drain(self, fs: Path, end: float, view: Any) -> None:
         """Let what was sealed before `end` arrive, the devices still running (and on
         their chargers, where the radio stays up: no waiting for the next window)."""
+        docked = time.monotonic()
         for d in self.devices:
-            d.set_charging(True)
-        deadline = time.monotonic() + DRAIN_S
+            d.set_charging(True)  # docked, a device sends its energy counts
+        deadline = docked + DRAIN_S
         try:
-            while any(d.lost(end) for d in self.devices) \
-                    and time.monotonic() < deadline:
+            while any(d.lost(end) or (d.running and d.energy_at < docked)
+                      for d in self.devices) and time.monotonic() < deadline:
                 for d in self.devices:
                     d.supervise(fs, time.monotonic())
                 view.show(self, None)
