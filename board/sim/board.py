@@ -63,17 +63,17 @@ def network_up():
     """True once the radio, switched on and in reach, has joined."""
     if _radio_since is None or ticks_diff(ticks_ms(), _radio_since) < _JOIN_MS:
         return False
-    try:
-        os.stat(state_dir() + "/radio-off")
-        return False
-    except OSError:
-        return True
+    return not _flag("radio-off")
 
 
 def on_charger():
     """True while the file charging exists in the state directory (the sim's flag)."""
+    return _flag("charging")
+
+
+def _flag(name):
     try:
-        os.stat(state_dir() + "/charging")
+        os.stat(state_dir() + "/" + name)
         return True
     except OSError:
         return False
