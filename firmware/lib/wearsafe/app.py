@@ -36,7 +36,7 @@ class Uplink:
     """The outbox and the link: store every sealed message, deliver in upload windows
     (or always, with upload_interval_s 0 or on the charger)."""
 
-    def __init__(self, link, outbox, topic, interval_s=0, backlog=1, meter=None):
+    def __init__(self, link, outbox, topic, interval_s=0, backlog=1):
         self.link = link
         self.outbox = outbox
         self.topic = topic
@@ -45,7 +45,7 @@ class Uplink:
         self._connects = 0
         self.interval_ms = interval_s * 1000
         self.backlog = backlog
-        self.meter = meter or energy.Energy(board)
+        self.meter = energy.Energy(board)
         self.urgent = False  # an alert waits in the outbox: open a window now
         self.on_open = None  # called as each window after the boot's opens (energy report)
         self.windows = 0
@@ -54,9 +54,6 @@ class Uplink:
         self._opened = self._up_since = None
         self._next = board.ticks_ms()  # the first window: at boot
 
-    def _always(self):
-        return not self.interval_ms or board.on_charger()
-
     def service(self, until, busy=False):
         """Open a window when one is due, connect, deliver until `until` (ticks), and
         close the window once its work is done (`busy`: an update is downloading)."""
@@ -64,8 +61,9 @@ class Uplink:
         if charging and not self._charging and self.is_open and self.on_open:
             self.on_open()  # docked: the counts go out (a window opening sends them anyway)
         self._charging = charging
+        always = charging or not self.interval_ms
         if not self.is_open:
-            if not (self._always() or self.urgent or len(self.outbox) >= self.backlog
+            if not (always or self.urgent or len(self.outbox) >= self.backlog
                     or board.ticks_diff(board.ticks_ms(), self._next) >= 0):
                 return
             self._open()
@@ -77,7 +75,7 @@ class Uplink:
                 self._up_since = board.ticks_ms()
             self._deliver(until)
             self._note(self.link.connected)  # a publish or keepalive may have dropped it
-        if not (self._always() or busy) and self._done():
+        if not (always or busy) and self._done():
             self._close()
 
     def _open(self):
@@ -219,14 +217,17 @@ def run(seconds=None):
     batch.clear(board.epoch_s())
     confirmed_run = False
 
-    def status(fields):
-        # since boot: the FIFOs' gaps (the packs report each where it happened)
-        fields = [("ppg-lost-total", "%d" % hub.ppg_lost),
-                  ("accel-overrun-total", "%d" % hub.accel_overruns)] + fields
-        message = sealer.seal(senml.encode_status(store.device_id(), board.epoch_s(), fields))
+    def seal_status(fields, when):
+        message = sealer.seal(senml.encode_status(store.device_id(), when, fields))
         uplink.outbox.append(message)
         log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
                  "outbox", len(uplink.outbox))
+
+    def status(fields):
+        # since boot: the FIFOs' gaps (the packs report each where it happened)
+        seal_status([("ppg-lost-total", "%d" % hub.ppg_lost),
+                     ("accel-overrun-total", "%d" % hub.accel_overruns)] + fields,
+                    board.epoch_s())
 
     def report_energy():
         status(uplink.meter.fields(uplink.link.connects))
@@ -269,10 +270,7 @@ def run(seconds=None):
             hub.longest_stall_ms = 0  # the longest of each batch
         while raised:
             kind, when = raised.pop(0)
-            message = sealer.seal(senml.encode_status(store.device_id(), when, [("alert", kind)]))
-            uplink.outbox.append(message)
-            log.info("sealed", len(message), "bytes", "piv", sealer.partial_iv, "status",
-                     "outbox", len(uplink.outbox))
+            seal_status([("alert", kind)], when)
             uplink.urgent = True
         if not uplink.interval_ms and board.ticks_diff(board.ticks_ms(), reported) >= REPORT_MS:
             reported = board.ticks_ms()

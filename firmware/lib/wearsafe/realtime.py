@@ -40,7 +40,7 @@ def every(board, period_ms, task, first_in=0):
 def set_period(entry, period_ms):
     """From its next run on (a shorter period takes effect at once)."""
     if period_ms < entry[1]:
-        entry[2] = _board.ticks_add(_board.ticks_ms(), 0)  # type: ignore[union-attr]
+        entry[2] = _board.ticks_ms()  # type: ignore[union-attr]
     entry[1] = period_ms
 
 
