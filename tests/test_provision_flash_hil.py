@@ -162,7 +162,7 @@ def test_flash_then_hil_on_a_virtual_board_end_to_end(fleet, tmp_path, board_nam
                        "--broker", f"localhost:{fleet.broker.port}", "--server",
                        fleet.server.directory, timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "4 passed" in out.stdout  # tests/target/test_settings.py
+        assert "5 passed" in out.stdout  # tests/target/test_settings.py
         assert f"board end-to-end: device {device_id} published" in out.stdout
         assert "all opened under its key" in out.stdout
         # the board's application as hil found it: its settings (the end to end

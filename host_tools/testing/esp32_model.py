@@ -30,8 +30,11 @@ from host_tools.paths import BOARDS, BUILD, ToolError, micropython
 SOURCES = (BOARDS / "sim" / "esp32port", BOARDS / "sim" / "simhw")
 BOARD = "esp32_devkitc"
 VARIANTS = ("ota", "stock")
-# Before the firmware's boot.py: the port's _boot (the bootloader's choice of slot).
-POWER_ON = "import _boot"
+# Before the firmware's boot.py: the port's _boot (the bootloader's choice of slot),
+# and the model's modules loaded at once: on a board they are C modules, present from
+# reset and costing no GC heap. Loaded late (network at the first upload window), they
+# would be compiled code landing in a heap the firmware has fragmented.
+POWER_ON = "import _boot, esp32, machine, network, ntptime"
 # GC heap the model itself holds once loaded (its modules, the I2C bus with the
 # emulated chips, NVS and partition objects): built-in C modules and silicon on
 # a board, so a modelled device gets this much on top of its heap limit.

@@ -41,7 +41,7 @@ class Uplink:
         self.outbox = outbox
         self.topic = topic
         self.delivered = 0
-        self._was_up = None  # the first state is logged either way
+        self._was_up = None  # True/False: the state last logged; None: none this window
         self._connects = 0
         self.interval_ms = interval_s * 1000
         self.backlog = backlog
@@ -68,8 +68,10 @@ class Uplink:
                 return
             self._open()
         up = self.link.ensure()
-        self.meter.radio(energy.JOINED if board.network_up() else energy.JOINING)
-        self._note(up)
+        joined = board.network_up()
+        self.meter.radio(energy.JOINED if joined else energy.JOINING)
+        if up or joined or self._was_up:  # joining is not a drop; a refused connect is
+            self._note(up)
         if self._was_up:
             if self._up_since is None:
                 self._up_since = board.ticks_ms()
@@ -80,7 +82,7 @@ class Uplink:
 
     def _open(self):
         self.is_open = True
-        self._was_up = False  # joining is not a drop
+        self._was_up = None  # the window's first state is logged once joined
         self._opened = board.ticks_ms()
         self._up_since = None
         board.radio(True)
@@ -251,6 +253,7 @@ def run(seconds=None):
             batch.clear(board.epoch_s())
 
     polling = sensing.start(hub, board, second)
+    uplink.service(board.ticks_ms())  # the boot's window: the radio joins during the first second
     tick = reported = board.ticks_ms()
     while True:
         tick = board.ticks_add(tick, LOOP_MS)
