@@ -58,7 +58,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     faults = Faults(args.outage or 0.0, args.radio_off, args.power_cut)
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
                faults, args.live, args.board, args.speed, args.network,
-               upload_interval=args.upload_interval, cell_mah=args.cell_mah)
+               upload_interval=args.upload_interval, cell_mah=args.cell_mah,
+               broker=args.broker, ingest=args.ingest)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -626,6 +627,14 @@ def parser() -> argparse.ArgumentParser:
                          "device default is 900); 0, the default here: always connected")
     sp.add_argument("--cell-mah", type=float, default=400.0,
                     help="the battery the summary's days on a charge are for (default 400)")
+    sp.add_argument("--broker", metavar="HOST:PORT",
+                    help="a broker this run does not start: a staging Mosquitto from "
+                         "`wearsafe broker-config --server STATE/server`, or an endpoint that "
+                         "trusts the fleet CA and names HOST in its certificate (default: "
+                         "start one on loopback)")
+    sp.add_argument("--ingest", action=argparse.BooleanOptionalAction, default=True,
+                    help="--no-ingest: no ingest here, your own pipeline consumes the "
+                         "broker's messages (with --broker only)")
     sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
                                    "of the vitals received and the fleet's delivery figures")
     add_server(sp)

@@ -240,3 +240,78 @@ def test_in_upload_windows_an_alert_arrives_within_10_s_and_nothing_is_lost(tmp_
     assert 0 < energy["device-1"]["radio_on_share"] < 0.5, energy["device-1"]
     assert energy["device-1"]["counted_h"] * 3600 >= 90, energy["device-1"]
     assert "energy device-1: " in out.stdout and "upload windows every 900 s" in out.stdout
+
+
+def test_devices_aimed_at_a_broker_started_elsewhere_deliver_through_it(tmp_path):
+    """A staging broker the simulation did not start (its own process, directory and
+    port, configured for the fleet's server): the devices and the ingest use it, and
+    the sim neither starts a broker nor stops this one."""
+    import threading
+
+    from host_tools.fleet.broker import Broker
+    from host_tools.fleet.ingest import Ingest
+    from host_tools.fleet.server import Server
+
+    state = tmp_path / "state"
+    server = Server(state / "server").init()
+    staging = Broker(tmp_path / "staging", server.ca).start()
+    try:
+        address = f"127.0.0.1:{staging.port}"
+        out = subprocess.run([WEARSAFE, "sim", "--devices", "2", "--duration", "15",
+                              "--batch-seconds", "2", "--broker", address, "--state",
+                              str(state)], capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stdout + out.stderr
+        summary = json.loads((state / "summary.json").read_text())
+        assert summary["broker"] == address
+        assert summary["produced"] >= 2 * 6 and summary["stored"] == summary["produced"]
+        assert summary["lost"] == summary["duplicates"] == 0
+        assert staging.process is not None and staging.process.poll() is None  # still ours
+        assert not (state / "server" / "broker" / "mosquitto.pid").exists()  # none started
+        log = (tmp_path / "staging" / "mosquitto.log").read_text()
+        for i in (1, 2):
+            device_id = (state / f"device-{i}" / "device-id").read_text().strip()
+            assert f"as {device_id}" in log or device_id in log, log[-2000:]
+
+        # --no-ingest: the operator's own pipeline (here an ingest of the test's) consumes
+        stop, ready = threading.Event(), threading.Event()
+        with open(tmp_path / "pipeline.log", "w") as pipeline_log:
+            pipeline = Ingest(server, log=pipeline_log)
+            thread = threading.Thread(target=pipeline.run, args=(staging.port, "127.0.0.1"),
+                                      kwargs={"stop": stop, "ready": ready}, daemon=True)
+            thread.start()
+            assert ready.wait(15)
+            before = pipeline.stored
+            out = subprocess.run([WEARSAFE, "sim", "--devices", "1", "--duration", "8",
+                                  "--batch-seconds", "2", "--broker", address, "--no-ingest",
+                                  "--state", str(state)], capture_output=True, text=True,
+                                 timeout=240)
+            time.sleep(2)
+            stop.set()
+            thread.join(10)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "ingest: none (--no-ingest)" in out.stdout
+        line = summary_of(out.stdout)
+        assert line["stored"] == line["lost"] == line["duplicates"] == "-"
+        assert pipeline.stored - before >= 2  # its status at boot and a batch, at least
+    finally:
+        staging.stop()
+
+
+def test_a_broker_option_that_cannot_work_is_refused_before_anything_starts(tmp_path):
+    refused = {
+        ("--broker", "127.0.0.1:1", "--outage", "5"): "--outage stops and restarts",
+        ("--no-ingest",): "--no-ingest is for a broker",
+        ("--broker", "localhost"): "give HOST:PORT",
+    }
+    for extra, why in refused.items():
+        out = subprocess.run([WEARSAFE, "sim", "--devices", "1", "--duration", "1", *extra,
+                              "--state", str(tmp_path / "state")], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode != 0 and why in out.stderr + out.stdout, (extra, out.stderr)
+    from host_tools.fleet.broker import free_port
+
+    out = subprocess.run([WEARSAFE, "sim", "--devices", "1", "--duration", "1", "--broker",
+                          f"127.0.0.1:{free_port()}", "--state", str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "nothing answers there" in out.stderr, out.stderr
+    assert not list((tmp_path / "state").glob("device-*"))  # no device provisioned for it

@@ -1,6 +1,9 @@
 """Simulated wearables end to end: a real Mosquitto with TLS, the ingest on
 SQLite, and N devices, each running the firmware build for board/sim on the
-MicroPython unix port with its own scenario.
+MicroPython unix port with its own scenario. With `broker`, the devices (and
+the ingest, unless it is left out) use a broker the simulation did not start:
+a staging Mosquitto configured by `wearsafe broker-config` for the same
+server directory, or a cloud endpoint that trusts the fleet CA.
 
 All state lives under one directory:
 
@@ -26,6 +29,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -34,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.device.build import build
-from host_tools.device.provision import Device, private_files, provision_sim_device, sim_env
+from host_tools.device.provision import (Device, certified_broker_host, private_files,
+                                         provision_sim_device, sim_env)
 from host_tools.fleet import energy
-from host_tools.fleet.broker import Broker
+from host_tools.fleet.broker import Broker, parse_address
 from host_tools.fleet.ingest import Ingest
 from host_tools.fleet.payloads import PayloadError, decode_senml
 from host_tools.fleet.pki import private_dir
@@ -338,7 +343,16 @@ class Simulation:
     def __init__(self, state: Path, devices: int, scenario: str | None, batch_seconds: int,
                  faults: Faults, board: str = "sim", speed: str = "desktop",
                  network: str | None = None, upload_interval: int = 0,
-                 cell_mah: float = 400.0) -> None:
+                 cell_mah: float = 400.0, broker: str | None = None,
+                 ingest: bool = True) -> None:
+        self.external = parse_address(broker) if broker else None  # (host, port) not ours
+        if self.external and faults.outage_s:
+            raise ToolError("--outage stops and restarts the simulation's own broker: with "
+                            "--broker, take your broker down yourself during the run")
+        if not ingest and not self.external:
+            raise ToolError("--no-ingest is for a broker whose messages your own pipeline "
+                            "consumes: give it with --broker HOST:PORT")
+        self.with_ingest = ingest
         if upload_interval < 0:
             raise ToolError("--upload-interval must be 0 (always connected) or more seconds")
         self.upload_interval = upload_interval
@@ -363,6 +377,11 @@ class Simulation:
         self.faults = faults
         self.server = Server(state / "server").init()
         self.server.mark_simulator()  # its update key is a throwaway: see provision()
+        # The host name devices check the broker's certificate for; through --network's
+        # relays they reach it on localhost (which broker-config's certificates name).
+        self.broker_host = "localhost"
+        if self.external and not self.network:
+            self.broker_host = certified_broker_host(self.server, self.external[0])
         self.devices: list[SimDevice] = []
         self.by_id: dict[str, SimDevice] = {}  # pseudonym -> device, for the ingest
         self.broker: Broker | None = None
@@ -376,12 +395,20 @@ class Simulation:
         fs = build(self.board)
         signing_key_for(self.server, self.state / "signing" / "update-key.pem")
         logs = private_dir(self.state / "logs")
-        self.broker = Broker(self.server.broker_dir, self.server.ca).start()
+        if self.external:
+            self._check_reachable()
+        else:
+            self.broker = Broker(self.server.broker_dir, self.server.ca).start()
         self.broker_up = True
         try:
-            ingest = self._start_ingest()
-            view.note(f"broker on localhost:{self.broker.port} (TLS, client certificates); "
+            ingest = self._start_ingest() if self.with_ingest else None
+            host, port = self._broker_address()
+            view.note(f"broker on {host}:{port} (TLS, client certificates"
+                      f"{'; not started here' if self.external else ''}); "
                       f"state in {self.state}")
+            if not ingest:
+                view.note("no ingest (--no-ingest): delivery is for your own pipeline to "
+                          "judge; the summary counts what the devices sealed")
             if self.calibration:
                 view.note(f"speed: {self.calibration.line()}")
             self._add_devices(fs, logs)
@@ -402,6 +429,22 @@ class Simulation:
             self.stop_ingest.set()
             self._stop_broker()
 
+    def _broker_address(self) -> tuple[str, int]:
+        if self.external:
+            return self.external
+        assert self.broker is not None
+        return "localhost", self.broker.port  # an outage restarts it on the same port
+
+    def _check_reachable(self) -> None:
+        host, port = self._broker_address()
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as e:
+            raise ToolError(f"--broker {host}:{port}: nothing answers there ({e}): start the "
+                            "broker first (`wearsafe broker-config --server "
+                            f"{self.server.directory} --out DIR`, then mosquitto -c "
+                            "DIR/mosquitto.conf)") from e
+
     def _start_ingest(self) -> Ingest:
         log = open(self.state / "ingest.log", "a")  # noqa: SIM115 - closed with the thread
 
@@ -412,12 +455,11 @@ class Simulation:
 
         ingest = Ingest(self.server, log=log, on_stored=on_stored)
         ready = threading.Event()
-        assert self.broker is not None
-        port = self.broker.port  # an outage restarts the broker on the same port
+        host, port = self._broker_address()
 
         def run_ingest() -> None:
             try:
-                ingest.run(port, stop=self.stop_ingest, ready=ready)
+                ingest.run(port, host, stop=self.stop_ingest, ready=ready)
             finally:
                 log.close()
 
@@ -427,11 +469,10 @@ class Simulation:
         return ingest
 
     def _add_devices(self, fs: Path, logs: Path) -> None:
-        assert self.broker is not None
+        host, port = self._broker_address()
         for i in range(1, self.count + 1):
-            port = self.broker.port
             if self.network:  # the device reaches the broker through its own relay
-                self.links.append(LinkEmulator(self.network, port, seed=i))
+                self.links.append(LinkEmulator(self.network, port, seed=i, broker_host=host))
                 port = self.links[-1].start()
             device = self._device(fs, self.state / f"device-{i}", port)
             scenario = self.scenario or MIX[(i - 1) % len(MIX)]
@@ -447,16 +488,17 @@ class Simulation:
         if known.exists():
             settings_path = state / "settings.json"
             settings = json.loads(settings_path.read_text())
-            settings.update(broker_port=port, batch_seconds=self.batch_seconds,
+            settings.update(broker_host=self.broker_host, broker_port=port,
+                            batch_seconds=self.batch_seconds,
                             upload_interval_s=self.upload_interval)
             settings_path.write_text(json.dumps(settings, indent=1) + "\n")
             (state / "radio-off").unlink(missing_ok=True)
             return Device(known.read_text().strip(), state)
         if self.board == "sim":
             return provision_sim_device(self.server, fs, state, port, self.batch_seconds,
-                                        upload_interval_s=self.upload_interval)
+                                        self.broker_host, self.upload_interval)
         return provision_model_device(self.server, fs, state, port, self.batch_seconds,
-                                      upload_interval_s=self.upload_interval)
+                                      self.upload_interval, self.broker_host)
 
     def _loop(self, fs: Path, duration: float | None, view: Any) -> float:
         """Run until the duration ends or Ctrl-C; the host time it ended."""
@@ -483,8 +525,8 @@ class Simulation:
         return time.monotonic()
 
     def _fault(self, begin: bool, view: Any) -> None:
-        assert self.broker is not None
         if self.faults.outage_s:
+            assert self.broker is not None  # refused with --broker
             if begin:
                 self._stop_broker()
             else:
@@ -519,7 +561,10 @@ class Simulation:
 
     def _drain(self, fs: Path, end: float, view: Any) -> None:
         """Let what was sealed before `end` arrive, the devices still running (and on
-        their chargers, where the radio stays up: no waiting for the next window)."""
+        their chargers, where the radio stays up: no waiting for the next window).
+        Without an ingest nothing here can see what arrived: no drain."""
+        if not self.with_ingest:
+            return
         docked = time.monotonic()
         for d in self.devices:
             d.set_charging(True)  # docked, a device sends its energy counts
@@ -538,9 +583,8 @@ class Simulation:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def _summary(self, end: float, ingest: Ingest) -> dict[str, Any]:
+    def _summary(self, end: float, ingest: Ingest | None) -> dict[str, Any]:
         produced = sum(len(d.produced(end)) for d in self.devices)
-        lost = sum(len(d.lost(end)) for d in self.devices)
         latencies = [ms for d in self.devices for ms in d.latencies_ms(end)]
         device_cpu = sum(d.cpu_seconds() for d in self.devices)
         broker_cpu = self._broker_cpu()
@@ -548,18 +592,16 @@ class Simulation:
         seconds = end - self.started
         return {
             "devices": self.count, "seconds": round(seconds, 1),
-            "produced": produced, "stored": produced - lost, "lost": lost,
-            "duplicates": sum(d.duplicates for d in self.devices),
+            "broker": "%s:%d%s" % (*self._broker_address(), "" if self.external else " (own)"),
+            "produced": produced, **self._delivery(end, ingest),
             "overflows": sum(d.overflows for d in self.devices),
             "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
             "throttled_devices": sum(d.throttled for d in self.devices),
             "network": self.network.text if self.network else "direct",
             "network_drops": sum(link.drops for link in self.links),
             "network_retransmissions": sum(link.retransmissions for link in self.links),
-            "p50_ms": round(percentile(latencies, 50), 1),
-            "p99_ms": round(percentile(latencies, 99), 1),
-            "redelivered": ingest.duplicates, "rejected": ingest.rejected,
-            "quarantined": ingest.quarantined,
+            "p50_ms": round(percentile(latencies, 50), 1) if ingest else None,
+            "p99_ms": round(percentile(latencies, 99), 1) if ingest else None,
             "restarts": sum(d.restarts for d in self.devices),
             "power_cuts": sum(d.power_cuts for d in self.devices),
             "crashed": [d.name for d in self.devices if d.exit_code is not None],
@@ -578,10 +620,22 @@ class Simulation:
         }
 
 
+    def _delivery(self, end: float, ingest: Ingest | None) -> dict[str, Any]:
+        """What the store holds against what was sealed; None each without an ingest."""
+        keys = ("stored", "lost", "duplicates", "redelivered", "rejected", "quarantined")
+        if ingest is None:
+            return dict.fromkeys(keys)
+        produced = sum(len(d.produced(end)) for d in self.devices)
+        lost = sum(len(d.lost(end)) for d in self.devices)
+        return dict(zip(keys, (produced - lost, lost, sum(d.duplicates for d in self.devices),
+                               ingest.duplicates, ingest.rejected, ingest.quarantined)))
+
+
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
         board: str = "sim", speed: str = "desktop", network: str | None = None,
-        upload_interval: int = 0, cell_mah: float = 400.0) -> int:
+        upload_interval: int = 0, cell_mah: float = 400.0, broker: str | None = None,
+        ingest: bool = True) -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
@@ -589,7 +643,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     try:
         with sigterm_as_ctrl_c():
             simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
-                                    speed, network, upload_interval, cell_mah)
+                                    speed, network, upload_interval, cell_mah, broker, ingest)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -90,8 +90,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"faults: outage {faults['outage_s']:.0f} s, radio off "
         f"{','.join(faults['radio_off']) or '-'}, power cut "
         f"{','.join(faults['power_cut']) or '-'}",
+        f"broker: {s.get('broker', '-')}",
         f"ingest: redelivered copies discarded {s['redelivered']}, rejected {s['rejected']}, "
-        f"quarantined {s['quarantined']}",
+        f"quarantined {s['quarantined']}" if s["stored"] is not None else
+        "ingest: none (--no-ingest): stored, lost and duplicates are your pipeline's to count",
         f"speed: {s['speed']}",
         f"network: {s['network']}; connections cut {s['network_drops']}, segments resent "
         f"{s['network_retransmissions']}",
@@ -110,8 +112,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                      f"{e['counted_h'] * 60:.1f} min = {e['days']:.1f} days on "
                      f"{s['cell_mah']:.0f} mAh ({window}); radio on {e['radio_on_share']:.1%}, "
                      f"{e['handshakes_per_hour']:.1f} handshakes/h; alert latency s: {alerts}")
-    lines.append(" ".join(f"{k}={s[k]}" for k in ("produced", "stored", "lost", "duplicates",
-                                                  "overflows", "p50_ms", "p99_ms")))
+    lines.append(" ".join(f"{k}={'-' if s[k] is None else s[k]}"
+                          for k in ("produced", "stored", "lost", "duplicates", "overflows",
+                                    "p50_ms", "p99_ms")))
     return lines
 
 

@@ -73,8 +73,10 @@ def parse_network(text: str) -> NetworkProfile:
 class LinkEmulator:
     """One device's relay to the broker, in a thread of its own (an asyncio loop)."""
 
-    def __init__(self, profile: NetworkProfile, broker_port: int, seed: int) -> None:
+    def __init__(self, profile: NetworkProfile, broker_port: int, seed: int,
+                 broker_host: str = "127.0.0.1") -> None:
         self.profile = profile
+        self.broker_host = broker_host
         self.broker_port = broker_port
         self.random = random.Random(seed)
         self.drops = 0  # connections the relay cut on schedule
@@ -140,7 +142,7 @@ class LinkEmulator:
             self.retransmissions += 1
             await asyncio.sleep(INITIAL_RTO_S)
         try:
-            broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.broker_port)
+            broker_r, broker_w = await asyncio.open_connection(self.broker_host, self.broker_port)
         except OSError:
             device_w.transport.abort()
             return

@@ -101,11 +101,12 @@ def install_payload_key(state: Path, variant: str = "ota") -> None:
 
 
 def provision_model_device(server: Server, fs: Path, state: Path, broker_port: int,
-                           batch_seconds: int = 60, upload_interval_s: int = 0) -> Device:
+                           batch_seconds: int = 60, upload_interval_s: int = 0,
+                           broker_host: str = "localhost") -> Device:
     """A modelled ESP32 in `state` as `wearsafe flash` leaves a board: the bundle,
     the payload key in NVS, Wi-Fi credentials for the modelled access point."""
     device = provision(server, BOARD, state, {"batch_seconds": batch_seconds,
-                                              "broker_host": "localhost",
+                                              "broker_host": broker_host,
                                               "broker_port": broker_port,
                                               "upload_interval_s": upload_interval_s},
                        simulated=True)
