@@ -38,8 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.device.build import build
-from host_tools.device.provision import (Device, certified_broker_host, private_files,
-                                         provision_sim_device, sim_env)
+from host_tools.device.provision import (
+    Device,
+    certified_broker_host,
+    private_files,
+    provision_sim_device,
+    sim_env,
+)
 from host_tools.fleet import energy
 from host_tools.fleet.broker import Broker, parse_address
 from host_tools.fleet.ingest import Ingest
@@ -435,6 +440,10 @@ class Simulation:
         assert self.broker is not None
         return "localhost", self.broker.port  # an outage restarts it on the same port
 
+    def _broker_text(self) -> str:
+        host, port = self._broker_address()
+        return f"{host}:{port}" + ("" if self.external else " (own)")
+
     def _check_reachable(self) -> None:
         host, port = self._broker_address()
         try:
@@ -592,7 +601,7 @@ class Simulation:
         seconds = end - self.started
         return {
             "devices": self.count, "seconds": round(seconds, 1),
-            "broker": "%s:%d%s" % (*self._broker_address(), "" if self.external else " (own)"),
+            "broker": self._broker_text(),
             "produced": produced, **self._delivery(end, ingest),
             "overflows": sum(d.overflows for d in self.devices),
             "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
@@ -627,8 +636,9 @@ class Simulation:
             return dict.fromkeys(keys)
         produced = sum(len(d.produced(end)) for d in self.devices)
         lost = sum(len(d.lost(end)) for d in self.devices)
-        return dict(zip(keys, (produced - lost, lost, sum(d.duplicates for d in self.devices),
-                               ingest.duplicates, ingest.rejected, ingest.quarantined)))
+        figures = (produced - lost, lost, sum(d.duplicates for d in self.devices),
+                   ingest.duplicates, ingest.rejected, ingest.quarantined)
+        return dict(zip(keys, figures, strict=True))
 
 
 def run(state: Path, devices: int, duration: float | None, scenario: str | None,
