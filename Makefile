@@ -8,7 +8,8 @@ WS     := $(VENV)/bin/wearsafe
 BOARD  ?= sim
 PORT   ?=
 # Debian packages: command=package
-SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark
+SYSTEM_DEPS := mosquitto=mosquitto socat=socat chromium=chromium tshark=tshark \
+               pg_ctlcluster=postgresql
 
 .PHONY: deps venv devlibs sysdeps build check esp32-model test test-esp32-speed sim bench soak hil flash fuzz report-security clean
 

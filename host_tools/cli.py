@@ -59,7 +59,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
                faults, args.live, args.board, args.speed, args.network,
                upload_interval=args.upload_interval, cell_mah=args.cell_mah,
-               broker=args.broker, ingest=args.ingest)
+               broker=args.broker, ingest=args.ingest, db=args.db)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -75,7 +75,7 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     except ValueError:
         listen = []
     names = broker_names([*args.broker_name, *listen])  # checked before anything is written
-    server = Server(args.server).init()
+    server = Server(args.server).init(args.db)
     ca = server.ca
     existed = ca.broker_cert_path.exists()
     installed = args.out / ca.broker_cert_path.name
@@ -106,7 +106,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     host, port = parse_address(args.broker)
     print(f"ingest: {args.server} <- {host}:{port}; Ctrl-C stops it", flush=True)
-    server = open_server(args.server)
+    server = open_server(args.server, args.db)
     if not server.ca.offline and not server.is_simulator:
         print(f"warning: {server.ca.directory} holds the fleet CA's or the release identity's "
               "private key: whoever reads the ingest's directory could mint devices or "
@@ -119,7 +119,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from host_tools.fleet.export import export
     from host_tools.fleet.server import open_server
 
-    text = export(open_server(args.server), args.device, args.format)
+    text = export(open_server(args.server, args.db), args.device, args.format)
     if args.out:
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -135,7 +135,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from host_tools.fleet.server import open_server
 
     broker = parse_address(args.broker) if args.broker else None
-    deleted, notes = forget(open_server(args.server), args.device, broker)
+    deleted, notes = forget(open_server(args.server, args.db), args.device, broker)
     print(f"forgot device {args.device}: key destroyed, {deleted} stored messages deleted, "
           "certificate revoked (in the CRL)")
     for note in notes:
@@ -146,7 +146,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_kek_rotate(args: argparse.Namespace) -> int:
     from host_tools.fleet.server import open_server
 
-    count = open_server(args.server).rotate_kek()
+    count = open_server(args.server, args.db).rotate_kek()
     print(f"{args.server}/kek: new key-encryption key; {count} device keys rewrapped under it "
           "(restart the ingest; copies of the old kek open nothing now)")
     return 0
@@ -226,7 +226,7 @@ def cmd_signing_key(args: argparse.Namespace) -> int:
     from host_tools.fleet.server import Server
     from host_tools.updates.images import public_spki, signing_key_for
 
-    key = signing_key_for(Server(args.server).init(), args.key)
+    key = signing_key_for(Server(args.server).init(args.db), args.key)
     print(f"{key}: trusted by devices provisioned from {args.server} from now on "
           f"(KEYHASH {hashlib.sha256(public_spki(key)).hexdigest()[:16]})")
     return 0
@@ -251,8 +251,8 @@ def cmd_publish_image(args: argparse.Namespace) -> int:
 
     host, port = parse_address(args.broker)
     with progress(f"publishing {args.image.name} (bytes)") as step:
-        announcement = publish_image(open_server(args.server), port, args.image, args.board,
-                                     host, step)
+        server = open_server(args.server, args.db)
+        announcement = publish_image(server, port, args.image, args.board, host, step)
     print(f"announced on updates/{args.board}/announce: {json.dumps(announcement)}")
     return 0
 
@@ -276,7 +276,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     host, port = parse_address(args.broker)
     broker_host = host_name(host)  # checked before anything is written
     new_ca = not (args.server / "pki" / "ca.crt").exists()
-    server = Server(args.server).init()
+    server = Server(args.server).init(args.db)
     new_broker_cert = not server.ca.broker_cert_path.exists()
     settings = {"broker_host": broker_host, "broker_port": port,
                 "batch_seconds": args.batch_seconds}
@@ -314,7 +314,8 @@ def cmd_hil(args: argparse.Namespace) -> int:
         if args.broker is None or args.server is None:
             raise paths.ToolError("give --broker HOST:PORT and --server DIR for the end-to-end "
                                   "check, or --suite-only")
-        certified_broker(args.broker, open_server(args.server))  # before the board is touched
+        # before the board is touched
+        certified_broker(args.broker, open_server(args.server, args.db))
     status = run_suite(_serial(args), args.board, args.select)
     if status != 0 or args.suite_only:
         return status
@@ -326,7 +327,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from host_tools.sim.report import write_report
 
     summary = args.summary or args.server.parent / "summary.json"
-    count = write_report(open_server(args.server), args.out, summary)
+    count = write_report(open_server(args.server, args.db), args.out, summary)
     print(f"{args.out}: {count} devices (it holds readings: 0600, audited)")
     return 0
 
@@ -397,8 +398,15 @@ GROUPS = {  # how `wearsafe --help` lists the commands
 }
 
 
+DB_HELP = ("keep the message store and key vault in this PostgreSQL database "
+           "(postgresql://USER@HOST:PORT/DATABASE; the password in ~/.pgpass), not in "
+           "SQLite files in the server directory; recorded there, so later commands need "
+           "not repeat it")
+
+
 def add_server(sp: argparse.ArgumentParser, required: bool = True) -> None:
     sp.add_argument("--server", type=Path, required=required, metavar="DIR", help=SERVER_HELP)
+    sp.add_argument("--db", metavar="URL", help=DB_HELP)
 
 
 def add_board(sp: argparse.ArgumentParser, on_desktop: bool,
@@ -627,6 +635,7 @@ def parser() -> argparse.ArgumentParser:
                          "device default is 900); 0, the default here: always connected")
     sp.add_argument("--cell-mah", type=float, default=400.0,
                     help="the battery the summary's days on a charge are for (default 400)")
+    sp.add_argument("--db", metavar="URL", help=DB_HELP)
     sp.add_argument("--broker", metavar="HOST:PORT",
                     help="a broker this run does not start: a staging Mosquitto from "
                          "`wearsafe broker-config --server STATE/server`, or an endpoint that "

@@ -61,7 +61,7 @@ class Fleet:
     its devices run the sim board's build, or board/esp32_devkitc's over the
     esp32-port model."""
 
-    def __init__(self, root: Path, fs: Path, board: str = "sim") -> None:
+    def __init__(self, root: Path, fs: Path, board: str = "sim", db: str | None = None) -> None:
         from host_tools.fleet.broker import Broker
         from host_tools.fleet.server import Server
 
@@ -70,7 +70,7 @@ class Fleet:
         self.board = board
         from host_tools.updates.images import signing_key_for
 
-        self.server = Server(root / "server").init()
+        self.server = Server(root / "server").init(db)
         self.signing_key = signing_key_for(self.server, root / "signing" / "update-key.pem")
         self.broker = Broker(self.server.broker_dir, self.server.ca)
         self.ingest_log = root / "ingest.log"
@@ -150,6 +150,24 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path, sim_build: Path):  # type: ignore[no-untyped-def]
     f = Fleet(tmp_path, sim_build).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server for the session (host_tools.testing.postgres)."""
+    from host_tools.testing.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_fleet(tmp_path: Path, sim_build: Path, postgres):  # type: ignore[no-untyped-def]
+    """A fleet whose store and key vault are a fresh PostgreSQL database."""
+    f = Fleet(tmp_path, sim_build, db=postgres.new_database()).start()
     yield f
     f.stop()
 

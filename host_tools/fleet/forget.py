@@ -22,6 +22,8 @@ def forget(server: Server, device_id: str,
     if (server.ca.directory / f"{device_id}.crt").exists():
         server.ca.revoke(device_id)
     notes = [reload_broker(server.ca, server.broker_dir)]
+    if server.database_url:
+        notes.append(rotate_after_forget(server))
     broker = broker or local_broker(server)
     if broker is None:
         notes.append("no broker given (--broker HOST:PORT): a live session of the device "
@@ -35,6 +37,19 @@ def forget(server: Server, device_id: str,
             notes.append(f"its session was NOT cut: {e}")
     server.audit("forget", device_id, records_deleted=deleted)
     return deleted, notes
+
+
+def rotate_after_forget(server: Server) -> str:
+    """PostgreSQL keeps what DELETE removed in its WAL (and backups keep it for good):
+    there the device's key is still wrapped under the KEK. The other keys rewrapped
+    under a new KEK, that old one (which alone opens the copy) is gone."""
+    try:
+        count = server.rotate_kek()
+    except ToolError as e:
+        return (f"the KEK was NOT rotated ({e}): until it is, a copy of the device's "
+                "wrapped key in PostgreSQL's WAL or a backup can still open its messages")
+    return (f"the KEK was rotated ({count} keys rewrapped): copies of the forgotten key "
+            "in PostgreSQL's WAL and backups no longer unwrap")
 
 
 def local_broker(server: Server) -> tuple[str, int] | None:

@@ -137,7 +137,8 @@ class Ingest:
     def _quarantine(self, topic: str, message: bytes, why: str) -> str:
         self.quarantined += 1
         try:
-            self.db.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?)",
+            self.db.execute("INSERT INTO quarantine (received_ms, topic, reason, message) "
+                            "VALUES (?, ?, ?, ?)",
                             (int(time.time() * 1000), topic[:200], why, message))
             self.db.execute("DELETE FROM quarantine WHERE rowid <= (SELECT max(rowid) FROM "
                             "quarantine) - ?", (QUARANTINE_ROWS,))

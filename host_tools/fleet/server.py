@@ -27,8 +27,8 @@ from pathlib import Path
 
 from host_tools.fleet.audit import AuditLog
 from host_tools.fleet.broker import HIL_ID, INGEST_ID, RELEASE_ID
+from host_tools.fleet.database import compact, record_url, recorded_url
 from host_tools.fleet.pki import FleetCA, private_dir, write_private
-from host_tools.fleet.sqlite import compact
 from host_tools.fleet.store import MessageStore
 from host_tools.fleet.vault import KeyVault
 from host_tools.paths import ToolError
@@ -48,13 +48,25 @@ class Server(KeyVault, MessageStore, AuditLog):
     def broker_dir(self) -> Path:
         return self.directory / "broker"
 
-    def init(self) -> Server:
+    def init(self, db: str | None = None) -> Server:
+        """Create what is missing; `db`: keep the store in that PostgreSQL database."""
         private_dir(self.directory)
+        self.use_database(db)
         for identity in (INGEST_ID, RELEASE_ID, HIL_ID):
             self.identity(identity)
         if not (self.directory / "kek").exists() and not os.environ.get("WEARSAFE_KEK"):
             write_private(self.directory / "kek", secrets.token_bytes(32))
         return self
+
+    def use_database(self, url: str | None) -> Server:
+        if url:
+            record_url(self.directory, url)
+        return self
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL database the store is in; None: SQLite files here."""
+        return recorded_url(self.directory)
 
     @property
     def is_simulator(self) -> bool:
@@ -98,9 +110,9 @@ class Server(KeyVault, MessageStore, AuditLog):
             raise ToolError(f"no device {device_id} here: nothing to forget")
         return deleted
 
-def open_server(directory: Path) -> Server:
+def open_server(directory: Path, db: str | None = None) -> Server:
     if not (directory / "pki" / "ca.crt").exists():
         raise ToolError(f"{directory} is not a wearsafe server directory (no pki/ca.crt): "
                         "create it with `wearsafe broker-config --server DIR`")
-    (server := Server(directory)).ca.warn_expiring(server.broker_dir)  # CRL, CA, certs near end
+    (server := Server(directory).use_database(db)).ca.warn_expiring(server.broker_dir)
     return server

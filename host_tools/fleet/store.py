@@ -1,20 +1,21 @@
 """The message store: sealed messages as they arrived (still encrypted at rest) in
-messages.db, keyed by (key id, partial IV). A Server directory's part."""
+messages.db (or the server's PostgreSQL database: database.py), keyed by (key id,
+partial IV). A Server directory's part."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from host_tools.fleet.sqlite import connect
+from host_tools.fleet.database import open_database
 
 
 class MessageStore:
     directory: Path
 
-    def messages_db(self) -> sqlite3.Connection:
-        db = connect(self.directory / "messages.db")
+    def messages_db(self) -> Any:
+        db = open_database(self.directory, "messages.db")
         db.execute("CREATE TABLE IF NOT EXISTS messages (key_id BLOB NOT NULL, "
                    "partial_iv INTEGER NOT NULL, device_id TEXT NOT NULL, "
                    "received_ms INTEGER NOT NULL, sealed BLOB NOT NULL, "

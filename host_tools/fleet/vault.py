@@ -8,12 +8,13 @@ import os
 import secrets
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from host_tools.fleet.database import compact, open_database
 from host_tools.fleet.payloads import DeviceKey
 from host_tools.fleet.pki import write_private
-from host_tools.fleet.sqlite import compact, connect
 from host_tools.paths import ToolError
 
 
@@ -40,8 +41,8 @@ class KeyVault:
             raise ToolError(f"{path} is readable by others: chmod 600 it (and rotate it)")
         return path.read_bytes()
 
-    def keys_db(self) -> sqlite3.Connection:
-        db = connect(self.directory / "keys.db")
+    def keys_db(self) -> Any:
+        db = open_database(self.directory, "keys.db")
         db.execute("CREATE TABLE IF NOT EXISTS device_keys (device_id TEXT PRIMARY KEY, "
                    "key_id BLOB UNIQUE NOT NULL, wrapped BLOB NOT NULL, base_iv BLOB NOT NULL)")
         return db
@@ -104,7 +105,7 @@ class KeyVault:
         os.replace(new_path, old_path)
         return len(rows)
 
-    def key_by_id(self, kid: bytes, db: sqlite3.Connection) -> tuple[str, DeviceKey] | None:
+    def key_by_id(self, kid: bytes, db: Any) -> tuple[str, DeviceKey] | None:
         """(device id, key) registered under key id `kid` in the vault `db` (keys_db()),
         or None: one indexed lookup and one unwrap, whatever a message claims."""
         row = db.execute("SELECT device_id, wrapped, base_iv FROM device_keys "

@@ -349,7 +349,7 @@ class Simulation:
                  faults: Faults, board: str = "sim", speed: str = "desktop",
                  network: str | None = None, upload_interval: int = 0,
                  cell_mah: float = 400.0, broker: str | None = None,
-                 ingest: bool = True) -> None:
+                 ingest: bool = True, db: str | None = None) -> None:
         self.external = parse_address(broker) if broker else None  # (host, port) not ours
         if self.external and faults.outage_s:
             raise ToolError("--outage stops and restarts the simulation's own broker: with "
@@ -380,7 +380,7 @@ class Simulation:
         self.scenario = scenario
         self.batch_seconds = batch_seconds
         self.faults = faults
-        self.server = Server(state / "server").init()
+        self.server = Server(state / "server").init(db)
         self.server.mark_simulator()  # its update key is a throwaway: see provision()
         # The host name devices check the broker's certificate for; through --network's
         # relays they reach it on localhost (which broker-config's certificates name).
@@ -645,7 +645,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
         board: str = "sim", speed: str = "desktop", network: str | None = None,
         upload_interval: int = 0, cell_mah: float = 400.0, broker: str | None = None,
-        ingest: bool = True) -> int:
+        ingest: bool = True, db: str | None = None) -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
@@ -653,7 +653,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     try:
         with sigterm_as_ctrl_c():
             simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
-                                    speed, network, upload_interval, cell_mah, broker, ingest)
+                                    speed, network, upload_interval, cell_mah, broker, ingest, db)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -1,10 +1,11 @@
 """Ingest throughput next to the raw broker throughput, for the same messages, in one run.
 
 N sealed messages are published QoS 1 through a real Mosquitto with TLS by a
-device identity. First the ingest takes them (open, check, store in SQLite,
-then PUBACK); then a plain paho subscriber takes the very same messages.
-Both figures are messages per second from the first publish to the last
-message handled; their ratio is the ingest's cost over the broker's.
+device identity. A plain paho subscriber takes them first; then the ingest
+does (open, check, store, then PUBACK) with 1, 2 and 4 worker processes'
+identities on one shared subscription, storing in SQLite and then in a real
+PostgreSQL (started here). Each figure is messages per second from the first
+publish to the last message handled; each ratio is to the plain subscriber.
 """
 
 from __future__ import annotations
@@ -67,39 +68,84 @@ def until(count: int, counter: list[int] | Ingest, timeout: float = 120) -> floa
     return time.perf_counter()
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp) / "server").init()
-        server.ca.issue(DEVICE)
-        key = DeviceKey(b"bk01", os.urandom(32), os.urandom(13))
-        server.register(DEVICE, key)
-        payload = os.urandom(150)  # about a minute of vitals
-        messages = [seal(key, i, payload) for i in range(N)]
-        with Broker(Path(tmp) / "broker", server.ca) as broker, open(os.devnull, "w") as quiet:
-            ingest = Ingest(server, log=quiet)
-            stop, ready = threading.Event(), threading.Event()
-            threading.Thread(target=ingest.run, args=(broker.port,),
-                             kwargs={"stop": stop, "ready": ready}, daemon=True).start()
-            ready.wait(10)
-            start = publish_all(server, broker.port, messages)
-            ingest_rate = N / (until(N, ingest) - start)
-            stop.set()
-            time.sleep(0.5)
+WORKERS = (1, 2, 4)
 
-            got = [0]
-            raw = tls_client(server, server.identity(ingest_identity(2)))
-            raw.on_message = lambda c, u, m: got.__setitem__(0, got[0] + 1)
-            raw.connect("localhost", broker.port)
-            raw.subscribe("devices/+/up", qos=1)
-            raw.loop_start()
-            time.sleep(0.5)
-            start = publish_all(server, broker.port, messages)
-            raw_rate = N / (until(N, got) - start)
-            raw.loop_stop()
-    print(f"ingest: {ingest_rate:.0f} messages/s opened and stored ({N} messages of "
-          f"{len(messages[0])} bytes, SQLite)")
-    print(f"raw broker (plain subscriber, same messages): {raw_rate:.0f} messages/s")
-    print(f"ingest / raw broker throughput: {ingest_rate / raw_rate:.2f}")
+
+def plain_rate(server: Server, tmp: Path, messages: list[bytes]) -> float:
+    got = [0]
+    with Broker(tmp / "broker-plain", server.ca) as broker:
+        raw = tls_client(server, server.identity(ingest_identity(8)))
+        raw.on_message = lambda c, u, m: got.__setitem__(0, got[0] + 1)
+        raw.connect("localhost", broker.port)
+        raw.subscribe("devices/+/up", qos=1)
+        raw.loop_start()
+        time.sleep(0.5)
+        start = publish_all(server, broker.port, messages)
+        rate = N / (until(N, got) - start)
+        raw.loop_stop()
+    return rate
+
+
+def ingest_rate(server: Server, broker_dir: Path, messages: list[bytes], workers: int) -> float:
+    """Messages/s through `workers` ingests (a fresh broker: no sessions of a round before)."""
+    with Broker(broker_dir, server.ca) as broker, open(os.devnull, "w") as quiet:
+        stop = threading.Event()
+        ingests = [Ingest(server, log=quiet) for _ in range(workers)]
+        for process, ingest in enumerate(ingests, start=1):
+            ready = threading.Event()
+            threading.Thread(target=ingest.run, args=(broker.port, "localhost", process),
+                             kwargs={"stop": stop, "ready": ready, "shared": workers > 1},
+                             daemon=True).start()
+            ready.wait(10)
+        total = Total(ingests)
+        start = publish_all(server, broker.port, messages)
+        rate = N / (until(N, total) - start)
+        stop.set()
+        time.sleep(0.5)
+    return rate
+
+
+class Total(list):  # type: ignore[type-arg]
+    """The workers' stored messages, as until() counts them."""
+
+    def __init__(self, ingests: list[Ingest]) -> None:
+        super().__init__([0])
+        self.ingests = ingests
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        return sum(ingest.stored for ingest in self.ingests)
+
+
+def main() -> None:
+    from host_tools.testing.postgres import PostgresServer
+
+    postgres = PostgresServer().start()
+    results: dict[tuple[str, int], float] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            key = DeviceKey(b"bk01", os.urandom(32), os.urandom(13))
+            payload = os.urandom(150)  # about a minute of vitals
+            servers = {"SQLite": Server(Path(tmp) / "sqlite").init(),
+                       "PostgreSQL": Server(Path(tmp) / "pg").init(postgres.new_database())}
+            for server in servers.values():
+                server.ca.issue(DEVICE)
+                server.register(DEVICE, key)
+            first = servers["SQLite"]
+            raw = plain_rate(first, Path(tmp), [seal(key, i, payload) for i in range(N)])
+            counter = N
+            for engine, server in servers.items():
+                for workers in WORKERS:
+                    messages = [seal(key, counter + i, payload) for i in range(N)]
+                    counter += N
+                    results[engine, workers] = ingest_rate(
+                        server, Path(tmp) / f"broker-{engine}-{workers}", messages, workers)
+    finally:
+        postgres.stop()
+    print(f"raw broker (plain subscriber): {raw:.0f} messages/s ({N} messages of "
+          f"{len(messages[0])} bytes, QoS 1, TLS)")
+    for (engine, workers), rate in results.items():
+        print(f"ingest, {engine}, {workers} worker{'s' if workers > 1 else ''}: {rate:.0f} "
+              f"messages/s = {rate / raw:.2f} of the plain subscriber")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""PostgreSQL behind a server directory's message store and key vault, for a fleet
+that outgrows one machine: several ingest processes on several hosts, one database.
+
+The store's SQL is written once, for SQLite; a Connection here takes the same
+statements (`?` parameters, BLOB and INTEGER columns) and raises sqlite3's DB-API
+exception classes, so the ingest, the vault and forget have one code path whatever
+the engine. Connections autocommit, as the SQLite ones (isolation_level=None) do.
+Passwords stay out of URLs: libpq reads them from ~/.pgpass or $PGPASSFILE.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import shutil
+import sqlite3
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from host_tools.paths import ToolError
+
+# SQLite's words that PostgreSQL spells otherwise; received_ms (ms since 1970) needs
+# 64 bits. BEGIN IMMEDIATE (SQLite's write lock up front) is a serializable transaction.
+_DIALECT = [(re.compile(r"\bBLOB\b"), "BYTEA"), (re.compile(r"\bINTEGER\b"), "BIGINT"),
+            (re.compile(r"\bBEGIN IMMEDIATE\b"), "BEGIN ISOLATION LEVEL SERIALIZABLE"),
+            # PostgreSQL has no rowid: the quarantine's is a column of its own
+            (re.compile(r"quarantine \(received_ms"), "quarantine (rowid BIGSERIAL, received_ms"),
+            (re.compile(r"\?"), "%s")]
+
+
+def redacted(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ToolError(f"--db {redacted(url)!r}: give postgresql://USER@HOST:PORT/DATABASE")
+    if parts.password is not None:
+        raise ToolError("--db: keep the password out of the URL (it would be recorded in "
+                        "the server directory and shown in process lists): put it in "
+                        "~/.pgpass or $PGPASSFILE, which libpq reads")
+    return url
+
+
+class Connection:
+    """One autocommitting PostgreSQL session that speaks the store's SQLite SQL."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self._url = url
+        try:
+            self._conn = self._connect()
+        except psycopg.OperationalError as e:
+            raise ToolError(f"the store's database {redacted(url)}: {_first_line(e)}") from None
+
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        for pattern, replacement in _DIALECT:
+            sql = pattern.sub(replacement, sql)
+        errors = self._psycopg.errors
+        try:
+            try:
+                return self._conn.execute(sql, params)
+            except self._psycopg.OperationalError:
+                if not self._conn.broken:
+                    raise
+                # The server restarted (or a proxy cut the session): once more on a new
+                # one. Autocommitted, so a statement is in whole or not; an INSERT that
+                # did land comes back as the duplicate it is.
+                self._conn = self._connect()
+                return self._conn.execute(sql, params)
+        except errors.UniqueViolation as e:
+            raise sqlite3.IntegrityError(_first_line(e)) from None
+        except (self._psycopg.OperationalError, errors.SerializationFailure,
+                errors.InFailedSqlTransaction) as e:
+            raise sqlite3.OperationalError(_first_line(e)) from None
+
+    def vacuum(self) -> None:
+        """Rewrite the tables without their dead rows (VACUUM FULL). What the WAL and
+        backups still hold is why forget also rotates the KEK (docs/SECURITY.md)."""
+        self.execute("VACUUM FULL")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def server_binary(name: str) -> str:
+    """initdb, pg_ctl or postgres: on PATH, or Debian's newest under /usr/lib/postgresql."""
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise ToolError(f"{name} not found: run `make deps` (Debian package postgresql)")
+    return found
