@@ -57,6 +57,7 @@ class Connection:
 
         self._psycopg = psycopg
         self._url = url
+        self._in_transaction = False  # a statement of one is never retried alone
         try:
             self._conn = self._connect()
         except psycopg.OperationalError as e:
@@ -69,11 +70,16 @@ class Connection:
         for pattern, replacement in _DIALECT:
             sql = pattern.sub(replacement, sql)
         errors = self._psycopg.errors
+        word = sql.split(None, 1)[0].upper()
+        retry = not self._in_transaction and word != "COMMIT"
+        self._in_transaction = word == "BEGIN" or (self._in_transaction
+                                                   and word not in ("COMMIT", "ROLLBACK"))
         try:
             try:
                 return self._conn.execute(sql, params)
             except self._psycopg.OperationalError:
-                if not self._conn.broken:
+                if not (retry and self._conn.broken):
+                    self._in_transaction = False  # the server ended it
                     raise
                 # The server restarted (or a proxy cut the session): once more on a new
                 # one. Autocommitted, so a statement is in whole or not; an INSERT that
