@@ -10,6 +10,7 @@ Passwords stay out of URLs: libpq reads them from ~/.pgpass or $PGPASSFILE.
 
 from __future__ import annotations
 
+import functools
 import glob
 import re
 import shutil
@@ -67,8 +68,7 @@ class Connection:
         return self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        for pattern, replacement in _DIALECT:
-            sql = pattern.sub(replacement, sql)
+        sql = _translated(sql)
         errors = self._psycopg.errors
         word = sql.split(None, 1)[0].upper()
         retry = not self._in_transaction and word != "COMMIT"
@@ -105,6 +105,14 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@functools.cache
+def _translated(sql: str) -> str:
+    """The statement in PostgreSQL's words (a few constant statements, each once)."""
+    for pattern, replacement in _DIALECT:
+        sql = pattern.sub(replacement, sql)
+    return sql
 
 
 def _first_line(e: Exception) -> str:

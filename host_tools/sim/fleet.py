@@ -385,8 +385,9 @@ class Simulation:
         # The host name devices check the broker's certificate for; through --network's
         # relays they reach it on localhost (which broker-config's certificates name).
         self.broker_host = "localhost"
-        if self.external and not self.network:
-            self.broker_host = certified_broker_host(self.server, self.external[0])
+        if self.external:
+            self.broker_host = certified_broker_host(
+                self.server, "localhost" if self.network else self.external[0])
         self.devices: list[SimDevice] = []
         self.by_id: dict[str, SimDevice] = {}  # pseudonym -> device, for the ingest
         self.broker: Broker | None = None
@@ -438,7 +439,7 @@ class Simulation:
         if self.external:
             return self.external
         assert self.broker is not None
-        return "localhost", self.broker.port  # an outage restarts it on the same port
+        return self.broker.host, self.broker.port  # an outage restarts it on the same port
 
     def _broker_text(self) -> str:
         host, port = self._broker_address()
@@ -602,7 +603,7 @@ class Simulation:
         return {
             "devices": self.count, "seconds": round(seconds, 1),
             "broker": self._broker_text(),
-            "produced": produced, **self._delivery(end, ingest),
+            "produced": produced, **self._delivery(end, produced, ingest),
             "overflows": sum(d.overflows for d in self.devices),
             "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
             "throttled_devices": sum(d.throttled for d in self.devices),
@@ -629,12 +630,11 @@ class Simulation:
         }
 
 
-    def _delivery(self, end: float, ingest: Ingest | None) -> dict[str, Any]:
+    def _delivery(self, end: float, produced: int, ingest: Ingest | None) -> dict[str, Any]:
         """What the store holds against what was sealed; None each without an ingest."""
         keys = ("stored", "lost", "duplicates", "redelivered", "rejected", "quarantined")
         if ingest is None:
             return dict.fromkeys(keys)
-        produced = sum(len(d.produced(end)) for d in self.devices)
         lost = sum(len(d.lost(end)) for d in self.devices)
         figures = (produced - lost, lost, sum(d.duplicates for d in self.devices),
                    ingest.duplicates, ingest.rejected, ingest.quarantined)
