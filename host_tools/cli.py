@@ -59,7 +59,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return run(args.state, args.devices, args.duration, args.scenario, args.batch_seconds,
                faults, args.live, args.board, args.speed, args.network,
                upload_interval=args.upload_interval, cell_mah=args.cell_mah,
-               broker=args.broker, ingest=args.ingest, db=args.db)
+               broker=args.broker, ingest=args.ingest, db=args.db,
+               ingest_workers=args.ingest_workers)
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
@@ -111,7 +112,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"warning: {server.ca.directory} holds the fleet CA's or the release identity's "
               "private key: whoever reads the ingest's directory could mint devices or "
               "publish updates. Move them: `wearsafe keys-offline`", file=sys.stderr)
-    Ingest(server).run(port, host, args.process, shared=args.shared)
+    processes = 1 if args.shared else args.processes
+    Ingest(server, process=args.process, processes=processes).run(port, host,
+                                                                    shared=args.shared)
     return 0
 
 
@@ -528,12 +531,17 @@ def parser() -> argparse.ArgumentParser:
     sp = add("ingest", cmd_ingest, "store sealed messages from the broker, each once")
     add_server(sp)
     add_broker(sp, "the broker to take messages from (HOST as its certificate names it)")
-    sp.add_argument("--process", type=int, default=1, metavar="N",
+    sp.add_argument("--process", type=int, default=1, metavar="K",
                     help="this ingest process's number, 1 to 8: each has its own "
                          "certificate, whose name the broker makes its client id")
-    sp.add_argument("--shared", action="store_true",
-                    help="split the load with other ingest processes ($share/ingest/...); "
-                         "Mosquitto 2.0 drops what arrives right after a broker restart then")
+    split = sp.add_mutually_exclusive_group()
+    split.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="N ingest processes (each started with its --process K) split "
+                            "the devices between them: each reads every message and stores "
+                            "its share; nothing is lost when the broker restarts")
+    split.add_argument("--shared", action="store_true",
+                       help="split the load through the broker instead ($share/ingest/...); "
+                            "Mosquitto 2.0 drops what arrives right after a broker restart")
     sp = add("export", cmd_export, "decrypt a device's stored readings (audited)")
     add_server(sp)
     sp.add_argument("--device", required=True, help="device pseudonym")
@@ -644,6 +652,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ingest", action=argparse.BooleanOptionalAction, default=True,
                     help="--no-ingest: no ingest here, your own pipeline consumes the "
                          "broker's messages (with --broker only)")
+    sp.add_argument("--ingest-workers", type=int, default=1, metavar="N",
+                    help="N ingest workers, each its own identity and persistent session, "
+                         "the devices split between them as `wearsafe ingest --processes N` "
+                         "splits them (default 1)")
     sp = add("report", cmd_report, "write a static HTML page (offline) with per-device plots "
                                    "of the vitals received and the fleet's delivery figures")
     add_server(sp)

@@ -147,9 +147,25 @@ class Fleet:
         return self.ingest.stored
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked both_stores runs once with the store in SQLite files, once in a
+    real PostgreSQL (host_tools.testing.postgres)."""
+    if "store_url" in metafunc.fixturenames \
+            and metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def fleet(tmp_path: Path, sim_build: Path):  # type: ignore[no-untyped-def]
-    f = Fleet(tmp_path, sim_build).start()
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """The --db of the fleet under test: None (SQLite files) unless both_stores."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres").new_database())
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, sim_build: Path, store_url: str | None):  # type: ignore[no-untyped-def]
+    f = Fleet(tmp_path, sim_build, db=store_url).start()
     yield f
     f.stop()
 

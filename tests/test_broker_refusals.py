@@ -10,6 +10,8 @@ import datetime as dt
 import socket
 import time
 
+import pytest
+
 from host_tools.fleet.broker import reload_broker
 from host_tools.fleet.pki import FleetCA
 from tests.hostile import connect, device_tls_files
@@ -154,6 +156,7 @@ def _sealed_by(fleet, device, count: int) -> list[bytes]:
     return [sealed for _, sealed in fleet.server.stored(device.device_id)]
 
 
+@pytest.mark.both_stores
 def test_a_replayed_message_is_not_stored_twice(fleet):
     device = fleet.add_device()
     sealed = _sealed_by(fleet, device, 2)
@@ -167,6 +170,7 @@ def test_a_replayed_message_is_not_stored_twice(fleet):
     assert len(list(fleet.server.stored(device.device_id))) == len(sealed)
 
 
+@pytest.mark.both_stores
 def test_a_message_moved_to_another_devices_topic_is_rejected(fleet):
     first, second = fleet.add_device(), fleet.add_device()
     sealed = _sealed_by(fleet, first, 1)[0]

@@ -18,6 +18,8 @@ from host_tools.fleet.pki import write_private
 from host_tools.fleet.server import Server
 from tests.hostile import DeviceInHand, reading
 
+pytestmark = pytest.mark.both_stores  # the ingest's every path, on SQLite and PostgreSQL
+
 
 def victim_and_attacker(fleet) -> tuple[DeviceInHand, DeviceInHand]:  # type: ignore[no-untyped-def]
     victim = DeviceInHand(fleet, fleet.add_device())
@@ -73,22 +75,22 @@ def test_13_2_a_poison_partial_iv_is_refused_and_the_ingest_goes_on(fleet):  # t
 def test_13_2_a_message_that_breaks_the_ingest_is_quarantined_not_redelivered(fleet,  # type: ignore[no-untyped-def]
                                                                               monkeypatch):
     victim, _ = victim_and_attacker(fleet)
-    real = fleet.ingest._accept
+    real = fleet.ingest._open
     broken = []
 
-    def first_one_breaks(topic: str, message: bytes) -> str:
+    def first_one_breaks(topic: str, message: bytes, *rest: object) -> object:
         if not broken:
             broken.append(message)
             raise RuntimeError("a bug of ours")
-        return real(topic, message)
+        return real(topic, message, *rest)
 
-    monkeypatch.setattr(fleet.ingest, "_accept", first_one_breaks)
+    monkeypatch.setattr(fleet.ingest, "_open", first_one_breaks)
     send_readings(victim, range(1, 4))
     assert fleet.wait_stored(2) == 2
     assert fleet.ingest.quarantined == 1
-    with sqlite3.connect(fleet.server.directory / "messages.db") as db:
+    with fleet.server.messages_db() as db:
         kept = db.execute("SELECT topic, reason, message FROM quarantine").fetchall()
-    assert kept == [(victim.up, "RuntimeError", broken[0])]
+    assert [tuple(row) for row in kept] == [(victim.up, "RuntimeError", broken[0])]
 
 
 def test_a_store_that_cannot_commit_gets_the_message_again(fleet, monkeypatch):  # type: ignore[no-untyped-def]

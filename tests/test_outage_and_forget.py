@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import threading
 import time
 
 import pytest
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from host_tools.device.provision import sim_env
 from host_tools.fleet.export import export
@@ -55,19 +55,23 @@ def test_a_60_second_broker_outage_loses_nothing_and_duplicates_nothing(fleet, r
     assert depth >= 25  # the outage really filled the outbox
 
 
-def test_forget_shreds_the_device_and_its_certificate(fleet):
+@pytest.mark.both_stores
+def test_forget_shreds_the_device_and_its_certificate(fleet, store_url):  # type: ignore[no-untyped-def]
     device = fleet.add_device(batch_seconds=2)
     assert fleet.run_app(device, seconds=4).returncode == 0
     assert fleet.wait_stored(3) == 3  # status, two batches
     assert export(fleet.server, device.device_id, "fhir")
     sealed = [s for _, s in fleet.server.stored(device.device_id)]
+    assert fleet.ingest.accept(f"devices/{device.device_id}/up", sealed[0]) == "duplicate"
     fleet.add_device()  # another device's key stays
-    with sqlite3.connect(fleet.server.directory / "keys.db") as db:
+    with fleet.server.keys_db() as db:
         (wrapped,) = db.execute("SELECT wrapped FROM device_keys WHERE device_id = ?",
                                 (device.device_id,)).fetchone()
+    kek_before = (fleet.server.directory / "kek").read_bytes()
 
-    assert forget(fleet.server, device.device_id)[0] == len(sealed)
+    deleted, notes = forget(fleet.server, device.device_id)
 
+    assert deleted == len(sealed)
     with pytest.raises(ToolError, match="no key for device .* forgotten"):
         export(fleet.server, device.device_id, "csv")
     assert list(fleet.server.stored(device.device_id)) == []
@@ -79,8 +83,16 @@ def test_forget_shreds_the_device_and_its_certificate(fleet):
             with pytest.raises(PayloadError):
                 PayloadOpener({kid: key}).open(message, device.device_id,
                                                f"devices/{device.device_id}/up")
-    for path in fleet.server.directory.rglob("*.db*"):
-        assert wrapped not in path.read_bytes(), path  # overwritten, not just unlinked
+    if store_url is None:  # SQLite: overwritten on disk, not just unlinked
+        for path in fleet.server.directory.rglob("*.db*"):
+            assert wrapped not in path.read_bytes(), path
+    else:  # PostgreSQL's WAL and backups keep dead rows: the KEK they were under is gone
+        assert not list(fleet.server.directory.glob("*.db"))  # nothing went to SQLite
+        assert any("KEK was rotated (1 keys rewrapped)" in n for n in notes), notes
+        kek_now = (fleet.server.directory / "kek").read_bytes()
+        aes_key_unwrap(kek_before, wrapped)  # what a WAL record or a backup holds ...
+        with pytest.raises(InvalidUnwrap):  # ... opens under no KEK left
+            aes_key_unwrap(kek_now, wrapped)
     # The broker refuses its certificate now (it rereads the CRL on SIGHUP, in its own time).
     time.sleep(2)
     done = fleet.run_app(device, seconds=2)

@@ -1,6 +1,7 @@
-"""The store and key vault on PostgreSQL (a real server, started by the tests): the
-ingest, export, forget and sim paths with the same guarantees as on SQLite; ingest
-processes sharing one database; a database restart; and what --db refuses."""
+"""The store and key vault on PostgreSQL (a real server, started by the tests), beyond
+the tests marked both_stores (the ingest's hostile paths, export and forget, which
+run on both engines): ingest processes sharing one database; a database restart;
+what --db refuses; and the sim with three ingest workers and a broker outage."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import subprocess
 
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
-from host_tools.fleet.export import export
-from host_tools.fleet.forget import forget
-from host_tools.fleet.ingest import Ingest, StoreUnavailable
+from host_tools.fleet.ingest import Ingest, StoreUnavailable, partition_of
 from host_tools.fleet.server import Server, open_server
 from host_tools.paths import ToolError, venv_tool
+from tests.hostile import DeviceInHand, reading
 
 
 def _stored_on_the_device(fleet, seconds: int = 4):  # type: ignore[no-untyped-def]
@@ -26,48 +25,38 @@ def _stored_on_the_device(fleet, seconds: int = 4):  # type: ignore[no-untyped-d
                     for _, s in fleet.server.stored(device.device_id)]
 
 
-def test_ingest_export_and_forget_on_postgresql_leave_no_readable_key(pg_fleet):
-    fleet = pg_fleet
-    url = fleet.server.database_url
-    assert url and not list(fleet.server.directory.glob("*.db"))  # nothing in SQLite
-    device, sealed = _stored_on_the_device(fleet)
-    assert "beat/min" in export(fleet.server, device.device_id, "csv")
-    assert fleet.ingest.accept(*sealed[0]) == "duplicate"  # unique (key id, partial IV)
-    with psycopg.connect(url) as db:
-        (wrapped,) = db.execute("SELECT wrapped FROM device_keys WHERE device_id = %s",
-                                (device.device_id,)).fetchone()
-    kek_before = (fleet.server.directory / "kek").read_bytes()
-    aes_key_unwrap(kek_before, wrapped)  # what a WAL record or a backup would hold
-    fleet.add_device()  # another device's key stays, rewrapped
-
-    deleted, notes = forget(fleet.server, device.device_id)
-
-    assert deleted == len(sealed)
-    assert any("KEK was rotated (1 keys rewrapped)" in n for n in notes), notes
-    with pytest.raises(ToolError, match="no key for device .* forgotten"):
-        export(fleet.server, device.device_id, "csv")
-    with psycopg.connect(url) as db:
-        assert db.execute("SELECT count(*) FROM messages WHERE device_id = %s",
-                          (device.device_id,)).fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM device_keys").fetchone() == (1,)
-    kek_now = (fleet.server.directory / "kek").read_bytes()
-    assert kek_now != kek_before
-    with pytest.raises(InvalidUnwrap):  # the old copy of its key opens under no KEK left
-        aes_key_unwrap(kek_now, wrapped)
-    assert len(fleet.server.keys()) == 1  # the other device's key unwraps under the new one
-
-
 def test_two_ingest_processes_on_one_database_store_each_message_once(pg_fleet):
-    """Whatever order two workers see (and commit) the same messages in."""
+    """Whatever order two workers see (and commit) the same messages in, in batches
+    or one by one."""
     fleet = pg_fleet
     _, sealed = _stored_on_the_device(fleet)
     fleet.stop_ingest()
     with psycopg.connect(fleet.server.database_url, autocommit=True) as db:
         db.execute("DELETE FROM messages")
     first, second = Ingest(fleet.server), Ingest(fleet.server)
-    verdicts = [first.accept(*m) for m in sealed] + [second.accept(*m) for m in reversed(sealed)]
-    assert verdicts.count("stored") == len(sealed) == verdicts.count("duplicate")
+    verdicts = first.accept_batch(sealed + sealed[:1]) + [second.accept(*m)
+                                                          for m in reversed(sealed)]
+    assert verdicts.count("stored") == len(sealed)
+    assert verdicts.count("duplicate") == len(sealed) + 1  # a batch's own repeat, too
     assert len(list(fleet.server.stored(sealed[0][0].split("/")[1]))) == len(sealed)
+    fleet.start_ingest()
+
+
+def test_partitioned_ingest_processes_each_store_their_share(pg_fleet):
+    """--processes 2: both read every message; each device's are stored by one."""
+    fleet = pg_fleet
+    fleet.stop_ingest()
+    devices = [DeviceInHand(fleet, fleet.add_device()) for _ in range(4)]
+    messages = [(d.up, d.seal(n, reading(d.device_id, 1_790_000_000 + n, 70)))
+                for d in devices for n in (1, 2)]
+    workers = [Ingest(fleet.server, process=k, processes=2) for k in (1, 2)]
+    verdicts = [w.accept_batch(messages) for w in workers]
+    for (topic, _), mine in zip(messages, zip(*verdicts, strict=True), strict=True):
+        owner = partition_of(topic.split("/")[1], 2)
+        assert mine[owner - 1] == "stored" and mine[2 - owner] == "another process's"
+    assert sum(w.stored for w in workers) == len(messages)
+    with pytest.raises(ToolError, match="ingest process 3 of 2"):
+        Ingest(fleet.server, process=3, processes=2)
     fleet.start_ingest()
 
 
@@ -113,14 +102,17 @@ def test_the_database_is_recorded_and_a_second_store_is_refused(tmp_path, postgr
 
 
 def test_a_simulated_fleet_on_postgresql_through_an_outage_loses_nothing(tmp_path, postgres):
+    """Three partitioned ingest workers, and the broker down for 8 s."""
     url = postgres.new_database()
     out = subprocess.run([venv_tool("wearsafe"), "sim", "--devices", "3", "--duration", "30",
                           "--batch-seconds", "2", "--outage", "8", "--db", url,
+                          "--ingest-workers", "3",
                           "--state", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["produced"] >= 3 * 10 and summary["lost"] == summary["duplicates"] == 0
+    assert summary["ingest_workers"] == 3 and "ingest: 3 worker(s)" in out.stdout
     with psycopg.connect(url) as db:
         (rows,) = db.execute("SELECT count(*) FROM messages").fetchone()
     assert rows >= summary["produced"]  # every sealed message, and the status messages

@@ -46,6 +46,10 @@ HIL_ID = "hil"  # hardware-in-the-loop: reads the board under test's uplink
 # Largest MQTT packet the broker takes: an outbox record (<= 4 KiB sealed) or an
 # update chunk (release.CHUNK, 4 KiB) with its topic, with room to spare.
 MAX_PACKET = 16 * 1024
+# QoS 1 messages the broker sends a subscriber ahead of its PUBACKs (Mosquitto's
+# default is 20): the most the ingest takes in one batch, one transaction. Devices
+# subscribe at QoS 0 only, so this window is never theirs.
+INFLIGHT_WINDOW = 100
 SHARE_GROUP = "ingest"
 UP_TOPIC = "devices/{}/up"
 # A plain persistent subscription: Mosquitto 2.0 does not restore shared
@@ -165,6 +169,7 @@ def write_config(out: Path, ca: FleetCA, port: int = 8883, host: str = "127.0.0.
         # Mosquitto drops QoS 1 messages past 1000 queued for a slow or absent
         # subscriber, after the device has had its PUBACK: queue far more.
         "max_queued_messages 100000",
+        f"max_inflight_messages {INFLIGHT_WINDOW}",
         # A larger packet closes the connection that sent it, before anyone reads it.
         f"max_packet_size {MAX_PACKET}",
         "log_dest stderr",

@@ -2,23 +2,31 @@
 
 It connects with its own client certificate and reads devices/+/up in a
 persistent session, so what arrives while it is away waits for it, broker
-restarts included. Several ingest processes may split the load through the
-shared subscription $share/ingest/... (`shared`), at a cost: Mosquitto 2.0
-forgets shared subscriptions when it restarts, so messages published before
-the ingest processes reconnect are dropped.
+restarts included. Several ingest processes share the load in one of two ways:
+
+- partitioned (`processes`, the default for more than one): every process
+  reads every message in its own persistent session and stores only its share
+  of the devices (by pseudonym), acknowledging the rest; a broker restart
+  loses nothing, at the cost of each message crossing the network N times;
+- shared (`shared`): the broker hands each message to one process of the
+  subscription $share/ingest/...; but Mosquitto 2.0 forgets shared
+  subscriptions when it restarts, so messages published before the ingest
+  processes reconnect are dropped.
 
 Each message must open under the key registered for the device its topic
 names (AAD binds device and topic); what is stored is the sealed
 message itself, keyed by (key id, partial IV): a redelivery or a replay of a
-stored message is counted, never stored twice. The PUBACK goes out only
-after the message is committed, or refused for good: nothing a device sends
-can raise out of the accept path (a message that breaks it anyway is kept
-in the quarantine table and acknowledged, not redelivered forever). When the
-store cannot commit (disk full) or the key vault cannot be read (no KEK, a
-KEK rotation cut short) the message is not acknowledged and the ingest
-reconnects, so the broker sends it again. Each message costs one key
-lookup, by its key id; the broker takes no packet over MAX_PACKET. Logs name
-the device pseudonym, sizes and verdicts, never a reading.
+stored message is counted, never stored twice, whichever process commits first.
+Messages are taken in batches, as many as have arrived (up to the broker's
+in-flight window): one key lookup per key id and one transaction per batch,
+and the PUBACKs go out only after the batch is committed (or a message is
+refused for good): nothing a device sends can raise out of the accept path
+(a message that breaks it anyway is kept in the quarantine table and
+acknowledged, not redelivered forever). When the store cannot commit (disk
+full) or the key vault cannot be read (no KEK, a KEK rotation cut short) no
+message of the batch is acknowledged and the ingest reconnects, so the broker
+sends them again. The broker takes no packet over MAX_PACKET. Logs name the
+device pseudonym, sizes and verdicts, never a reading.
 """
 
 from __future__ import annotations
@@ -31,18 +39,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-import cbor2
 import paho.mqtt.client as mqtt
 
 from host_tools.fleet.broker import (
+    INFLIGHT_WINDOW,
+    INGEST_PROCESSES,
     INGEST_SUBSCRIPTION,
     SHARED_INGEST_SUBSCRIPTION,
     ingest_identity,
 )
-from host_tools.fleet.mqtt import start_client, tls_client
-from host_tools.fleet.payloads import PayloadError, PayloadOpener
+from host_tools.fleet.mqtt import connect_client, tls_client
+from host_tools.fleet.payloads import PayloadError, PayloadOpener, decode_message
 from host_tools.fleet.server import Server
 from host_tools.paths import ToolError
 
@@ -51,9 +60,33 @@ DEVICE_ID = re.compile(r"[0-9a-f]{16}")  # a pseudonym, as provision makes them
 QUARANTINE_ROWS = 1000  # the newest messages that broke the ingest, kept for a person
 
 
+class Row(NamedTuple):
+    """An opened message, to be stored sealed as it came."""
+    kid: bytes
+    piv: int
+    device_id: str
+    message: bytes
+    plaintext: bytes
+
+
+def _decoded(message: bytes) -> tuple[Any, bytes | None]:
+    """The message's CBOR item and key id (None where it has none)."""
+    try:
+        obj = decode_message(message)
+        kid = obj.value[1][4]
+    except Exception:
+        return None, None
+    return obj, kid if isinstance(kid, bytes) else None
+
+
 class StoreUnavailable(Exception):
     """The store or the key vault cannot be used (disk full, database locked, the KEK
     missing or a rotation cut short): not the message's fault."""
+
+
+def partition_of(device_id: str, processes: int) -> int:
+    """The ingest process (1..processes) that stores this device's messages."""
+    return int(device_id, 16) % processes + 1
 
 
 @dataclass
@@ -67,71 +100,121 @@ class Ingest:
     # (device id, partial IV, opened payload): for an in-process watcher (the sim)
     on_stored: Callable[[str, int, bytes], None] | None = None
     reasons: Counter[str] = field(default_factory=Counter)  # why messages were rejected
+    process: int = 1  # this process's number, and its share of the devices ...
+    processes: int = 1  # ... among this many partitioned ingest processes
 
     def __post_init__(self) -> None:
+        most = self.processes if self.processes > 1 else INGEST_PROCESSES  # shared: any
+        if not (1 <= self.processes <= INGEST_PROCESSES and 1 <= self.process <= most):
+            raise ToolError(f"ingest process {self.process} of {self.processes}: give 1 to "
+                            f"{INGEST_PROCESSES} processes, each numbered up to that")
         self.db = self.server.messages_db()
         self.vault = self.server.keys_db()
         self.db.execute("CREATE TABLE IF NOT EXISTS quarantine (received_ms INTEGER NOT NULL, "
                         "topic TEXT NOT NULL, reason TEXT NOT NULL, message BLOB NOT NULL)")
+        self._lines: list[str] = []  # this batch's log lines, written at once
 
     def accept(self, topic: str, message: bytes) -> str:
-        """Verdict for one message: 'stored', 'duplicate', 'rejected: why' or
-        'quarantined: why'. Raises StoreUnavailable only: the message is not
-        acknowledged then, and comes again."""
-        try:
-            return self._accept(topic, message)
-        except StoreUnavailable:
-            raise
-        except Exception as e:  # a bug of ours meets this message: keep it aside, go on
-            return self._quarantine(topic, message, type(e).__name__)
+        """Verdict for one message: see accept_batch."""
+        return self.accept_batch([(topic, message)])[0]
 
-    def _accept(self, topic: str, message: bytes) -> str:
+    def accept_batch(self, messages: list[tuple[str, bytes]]) -> list[str]:
+        """A verdict per (topic, message): 'stored', 'duplicate', 'rejected: why',
+        'quarantined: why', or 'another process's' (partitioned). Raises
+        StoreUnavailable only: then nothing of the batch is acknowledged, and
+        all of it comes again."""
+        verdicts: list[str] = []
+        rows: dict[int, Row] = {}  # by verdict index
+        try:
+            decoded = [_decoded(message) for _, message in messages]
+            # looked up for every batch: a device forgotten a moment ago is refused now
+            opener, owners = self._opener({kid for _, kid in decoded if kid is not None})
+            for (topic, message), (obj, kid) in zip(messages, decoded, strict=True):
+                try:
+                    verdict = self._open(topic, message, obj, kid, opener, owners)
+                except Exception as e:  # a bug of ours meets this message: keep it aside
+                    verdict = self._quarantine(topic, message, type(e).__name__)
+                if isinstance(verdict, Row):
+                    rows[len(verdicts)] = verdict
+                    verdict = "stored"
+                verdicts.append(verdict)
+            self._commit(rows, verdicts)
+        finally:
+            self._flush_log()
+        for i, row in rows.items():
+            if verdicts[i] == "stored" and self.on_stored:
+                try:
+                    self.on_stored(row.device_id, row.piv, row.plaintext)
+                except Exception as e:  # the watcher's fault; the message is stored
+                    self._say(f"ingest: the watcher failed: {type(e).__name__}")
+        self._flush_log()
+        return verdicts
+
+    def _opener(self, kids: set[bytes]) -> tuple[PayloadOpener, dict[bytes, str]]:
+        """An opener with the keys registered under `kids`, and each one's device."""
+        try:
+            found = self.server.keys_by_id(kids, self.vault)
+        except (ToolError, sqlite3.OperationalError) as e:  # no KEK, a rotation cut short,
+            raise StoreUnavailable(f"the key vault: {e}") from None  # a locked vault
+        return (PayloadOpener({kid: key for kid, (_, key) in found.items()}, in_order=False),
+                {kid: device_id for kid, (device_id, _) in found.items()})
+
+    def _open(self, topic: str, message: bytes, obj: Any, kid: bytes | None,
+              opener: PayloadOpener, owners: dict[bytes, str]) -> str | Row:
+        """The message's row to store, or its verdict."""
         parts = topic.split("/")
         if len(parts) != 3 or parts[0] != "devices" or parts[2] != "up" \
                 or not DEVICE_ID.fullmatch(parts[1]):
             return self._reject("?", "not a device uplink topic")
         device_id = parts[1]
-        try:
-            kid = cbor2.loads(message).value[1][4]
-        except Exception:
+        if self.processes > 1 and partition_of(device_id, self.processes) != self.process:
+            return "another process's"
+        if kid is None:
             return self._reject(device_id, "not a COSE_Encrypt0 message with a key id")
-        # looked up for every message: a device forgotten a moment ago is refused now
-        try:
-            owner = self.server.key_by_id(kid, self.vault) if isinstance(kid, bytes) else None
-        except (ToolError, sqlite3.OperationalError) as e:  # no KEK, a rotation cut short,
-            raise StoreUnavailable(f"the key vault: {e}") from None  # a locked vault
+        owner = owners.get(kid)
         if owner is None:
             return self._reject(device_id, "unknown key id")
-        if owner[0] != device_id:
+        if owner != device_id:
             return self._reject(device_id, "topic names another device than the key's")
         try:
-            _, piv, plaintext = PayloadOpener({kid: owner[1]}, in_order=False).open(
-                message, device_id, topic)
+            _, piv, plaintext = opener.open_decoded(obj, device_id, topic)
         except PayloadError as e:
             return self._reject(device_id, str(e))
+        return Row(kid, piv, device_id, message, plaintext)
+
+    def _commit(self, rows: dict[int, Row], verdicts: list[str]) -> None:
+        """Store the rows in one statement; mark those already stored as duplicates."""
+        if not rows:
+            return
+        # In key order: two processes inserting overlapping batches take the rows'
+        # locks in the same order, so neither waits on the other forever.
+        order = sorted(rows, key=lambda i: (rows[i].kid, rows[i].piv))
+        now = int(time.time() * 1000)
+        values = [v for i in order for v in (rows[i].kid, rows[i].piv, rows[i].device_id,
+                                             now, rows[i].message)]
         try:
-            self.db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                            (kid, piv, device_id, int(time.time() * 1000), message))
-        except sqlite3.IntegrityError:
-            self.duplicates += 1
-            print(f"ingest: duplicate device={device_id} piv={piv}", file=self.log, flush=True)
-            return "duplicate"
-        except sqlite3.OperationalError as e:
+            inserted = set(self.db.execute(
+                "INSERT INTO messages VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(order))
+                + " ON CONFLICT (key_id, partial_iv) DO NOTHING RETURNING key_id, partial_iv",
+                tuple(values)).fetchall())
+        except sqlite3.Error as e:  # disk full, locked, the database gone: all comes again
             raise StoreUnavailable(str(e)) from None
-        self.stored += 1
-        print(f"ingest: stored device={device_id} piv={piv} bytes={len(message)}",
-              file=self.log, flush=True)
-        if self.on_stored:
-            try:
-                self.on_stored(device_id, piv, plaintext)
-            except Exception as e:  # the watcher's fault; the message is stored
-                print(f"ingest: the watcher failed: {type(e).__name__}", file=self.log, flush=True)
-        return "stored"
+        for i in order:  # the first of a key in the batch is the one that was stored
+            row = rows[i]
+            if (row.kid, row.piv) in inserted:
+                inserted.discard((row.kid, row.piv))
+                self.stored += 1
+                self._say(f"ingest: stored device={row.device_id} piv={row.piv} "
+                          f"bytes={len(row.message)}")
+            else:
+                verdicts[i] = "duplicate"
+                self.duplicates += 1
+                self._say(f"ingest: duplicate device={row.device_id} piv={row.piv}")
 
     def _reject(self, who: str, why: str) -> str:
         self.rejected += 1
         self.reasons[why.split(":")[0][:60]] += 1
-        print(f"ingest: rejected from {who}: {why}", file=self.log, flush=True)
+        self._say(f"ingest: rejected from {who}: {why}")
         return "rejected: " + why
 
     def _quarantine(self, topic: str, message: bytes, why: str) -> str:
@@ -144,55 +227,88 @@ class Ingest:
                             "quarantine) - ?", (QUARANTINE_ROWS,))
         except sqlite3.Error as e:
             why += f" (not kept: {e})"
-        print(f"ingest: quarantined a message of {len(message)} bytes: {why}", file=self.log,
-              flush=True)
+        self._say(f"ingest: quarantined a message of {len(message)} bytes: {why}")
         return "quarantined: " + why
 
-    def run(self, port: int, host: str = "localhost", process: int = 1,
-            stop: threading.Event | None = None, ready: threading.Event | None = None,
-            shared: bool = False) -> None:
+    def _say(self, line: str) -> None:
+        self._lines.append(line)
+
+    def _flush_log(self) -> None:
+        if self._lines:
+            self.log.write("\n".join(self._lines) + "\n")
+            self.log.flush()
+            self._lines.clear()
+
+    def run(self, port: int, host: str = "localhost", stop: threading.Event | None = None,
+            ready: threading.Event | None = None, shared: bool = False) -> None:
+        """Take, store and acknowledge messages until `stop` (or Ctrl-C). One thread
+        does all: the packets it acknowledges are always of the connection they came
+        on (after a reconnect the broker resends what was not acknowledged)."""
         # A persistent session: what arrives while this process is away waits for it.
-        identity = self.server.identity(ingest_identity(process))
+        identity = self.server.identity(ingest_identity(self.process))
         client = tls_client(self.server, identity, clean_session=False, manual_ack=True)
-        unavailable = threading.Event()
+        inbox: list[mqtt.MQTTMessage] = []
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
             if rc != 0:
-                print(f"ingest: broker refused: {rc}", file=self.log, flush=True)
+                self._say(f"ingest: broker refused: {rc}")
                 return
             c.subscribe(SHARED_INGEST_SUBSCRIPTION if shared else INGEST_SUBSCRIPTION, qos=1)
 
         def on_subscribe(*args: Any) -> None:
+            self._say(f"ingest: process {self.process} subscribed"
+                      + (f", storing its share of {self.processes}" if self.processes > 1 else ""))
+            self._flush_log()
             if ready:
                 ready.set()
 
-        def on_message(c: mqtt.Client, userdata: Any, m: mqtt.MQTTMessage) -> None:
-            try:
-                self.accept(m.topic, m.payload)
-            except StoreUnavailable as e:  # no PUBACK: the broker sends it again
-                print(f"ingest: store unavailable ({e}); reconnecting for a redelivery",
-                      file=self.log, flush=True)
-                unavailable.set()
-                return
-            c.ack(m.mid, m.qos)  # only now: stored, a duplicate, or refused for good
-
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        client.reconnect_delay_set(1, 10)
-        start_client(client, host, port, "ingest")
+        client.on_message = lambda c, userdata, m: inbox.append(m)
+        connect_client(client, host, port, "ingest")
         try:
             while not (stop and stop.is_set()):
-                if unavailable.wait(0.1):
-                    # MQTT 3.1.1 resends unacknowledged messages on a new connection
-                    time.sleep(STORE_RETRY_S)
-                    unavailable.clear()
-                    client.reconnect()
+                if not self._take(client, inbox):
+                    inbox.clear()  # unacknowledged: the broker sends them again
+                    self._reconnect(client, 1)
+                    continue
+                batch, inbox[:] = inbox[:], []
+                try:
+                    self.accept_batch([(m.topic, m.payload) for m in batch])
+                except StoreUnavailable as e:  # no PUBACK: the broker sends them again
+                    self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
+                    self._reconnect(client, STORE_RETRY_S)
+                    continue
+                for m in batch:  # in the order they came, as MQTT requires
+                    client.ack(m.mid, m.qos)
+                self._flush_log()
         except KeyboardInterrupt:
             pass
         finally:
             client.disconnect()
-            client.loop_stop()
+
+    @staticmethod
+    def _take(client: mqtt.Client, inbox: list[mqtt.MQTTMessage]) -> bool:
+        """Wait up to 0.1 s for messages, then read what has arrived, up to the broker's
+        in-flight window; False when the connection is lost."""
+        if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        while inbox and len(inbox) < INFLIGHT_WINDOW:
+            had = len(inbox)
+            if client.loop(0) != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            if len(inbox) == had:
+                break
+        return True
+
+    def _reconnect(self, client: mqtt.Client, pause: float) -> None:
+        self._flush_log()
+        time.sleep(pause)
+        try:
+            client.reconnect()
+        except OSError as e:
+            self._say(f"ingest: cannot reach the broker ({e}); trying again")
+            self._flush_log()
 
 
 # -- export: for an authorised operator only; every export is audited --------

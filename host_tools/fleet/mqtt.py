@@ -32,10 +32,15 @@ def tls_client(server: Server, identity: str, clean_session: bool = True,
     return client
 
 
-def start_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
-    """Connect and start the network loop; ToolError when the broker cannot be reached."""
+def connect_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
+    """Connect; ToolError when the broker cannot be reached."""
     try:
         client.connect(host, port, keepalive=30)
     except OSError as e:
         raise ToolError(f"{who}: cannot reach the broker at {host}:{port}: {e}") from e
+
+
+def start_client(client: mqtt.Client, host: str, port: int, who: str) -> None:
+    """Connect and start the network loop in a thread of its own."""
+    connect_client(client, host, port, who)
     client.loop_start()

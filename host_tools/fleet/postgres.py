@@ -25,8 +25,12 @@ from host_tools.paths import ToolError
 _DIALECT = [(re.compile(r"\bBLOB\b"), "BYTEA"), (re.compile(r"\bINTEGER\b"), "BIGINT"),
             (re.compile(r"\bBEGIN IMMEDIATE\b"), "BEGIN ISOLATION LEVEL SERIALIZABLE"),
             # PostgreSQL has no rowid: the quarantine's is a column of its own
-            (re.compile(r"quarantine \(received_ms"), "quarantine (rowid BIGSERIAL, received_ms"),
+            (re.compile(r"^CREATE TABLE IF NOT EXISTS quarantine \("),
+             "CREATE TABLE IF NOT EXISTS quarantine (rowid BIGSERIAL, "),
             (re.compile(r"\?"), "%s")]
+
+
+SCHEMA_LOCK = 0x77656172  # the advisory lock CREATE statements take ("wear")
 
 
 def redacted(url: str) -> str:
@@ -76,7 +80,7 @@ class Connection:
                                                    and word not in ("COMMIT", "ROLLBACK"))
         try:
             try:
-                return self._conn.execute(sql, params)
+                return self._create(sql) if word == "CREATE" else self._conn.execute(sql, params)
             except self._psycopg.OperationalError:
                 if not (retry and self._conn.broken):
                     self._in_transaction = False  # the server ended it
@@ -85,12 +89,22 @@ class Connection:
                 # one. Autocommitted, so a statement is in whole or not; an INSERT that
                 # did land comes back as the duplicate it is.
                 self._conn = self._connect()
-                return self._conn.execute(sql, params)
+                return self._create(sql) if word == "CREATE" else self._conn.execute(sql, params)
         except errors.UniqueViolation as e:
             raise sqlite3.IntegrityError(_first_line(e)) from None
         except (self._psycopg.OperationalError, errors.SerializationFailure,
                 errors.InFailedSqlTransaction) as e:
             raise sqlite3.OperationalError(_first_line(e)) from None
+        except self._psycopg.Error as e:  # any other: still the store's, never the caller's
+            raise sqlite3.DatabaseError(_first_line(e)) from None
+
+    def _create(self, sql: str) -> Any:
+        """CREATE ... IF NOT EXISTS, one session at a time: PostgreSQL checks existence
+        without a lock, so ingest processes started together would fail on the
+        catalog's unique indexes (DuplicateTable, UniqueViolation) without it."""
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            return self._conn.execute(sql)
 
     def vacuum(self) -> None:
         """Rewrite the tables without their dead rows (VACUUM FULL). What the WAL and

@@ -8,8 +8,10 @@ from pathlib import Path
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    if not path.exists():
+    try:  # 0600 from the start; ingest processes started together may race to create it
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA journal_mode = WAL")

@@ -105,17 +105,22 @@ class KeyVault:
         os.replace(new_path, old_path)
         return len(rows)
 
-    def key_by_id(self, kid: bytes, db: Any) -> tuple[str, DeviceKey] | None:
-        """(device id, key) registered under key id `kid` in the vault `db` (keys_db()),
-        or None: one indexed lookup and one unwrap, whatever a message claims."""
-        row = db.execute("SELECT device_id, wrapped, base_iv FROM device_keys "
-                         "WHERE key_id = ?", (kid,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return row[0], DeviceKey(kid, aes_key_unwrap(self._kek(), row[1]), row[2])
-        except InvalidUnwrap:
-            raise ToolError("a device key does not unwrap: wrong key-encryption key") from None
+    def keys_by_id(self, kids: set[bytes], db: Any) -> dict[bytes, tuple[str, DeviceKey]]:
+        """key id -> (device id, key) for those of `kids` registered in the vault `db`
+        (keys_db()): one indexed lookup and one unwrap each, whatever messages claim."""
+        out: dict[bytes, tuple[str, DeviceKey]] = {}
+        kek = self._kek() if kids else b""
+        for kid in kids:
+            row = db.execute("SELECT device_id, wrapped, base_iv FROM device_keys "
+                             "WHERE key_id = ?", (kid,)).fetchone()
+            if row is None:
+                continue
+            try:
+                out[kid] = row[0], DeviceKey(kid, aes_key_unwrap(kek, row[1]), row[2])
+            except InvalidUnwrap:
+                raise ToolError("a device key does not unwrap: wrong key-encryption "
+                                "key") from None
+        return out
 
     def device_key(self, device_id: str) -> DeviceKey:
         for _, key in self.keys(only=device_id).values():

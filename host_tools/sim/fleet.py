@@ -46,7 +46,7 @@ from host_tools.device.provision import (
     sim_env,
 )
 from host_tools.fleet import energy
-from host_tools.fleet.broker import Broker, parse_address
+from host_tools.fleet.broker import INGEST_PROCESSES, Broker, parse_address
 from host_tools.fleet.ingest import Ingest
 from host_tools.fleet.payloads import PayloadError, decode_senml
 from host_tools.fleet.pki import private_dir
@@ -349,7 +349,7 @@ class Simulation:
                  faults: Faults, board: str = "sim", speed: str = "desktop",
                  network: str | None = None, upload_interval: int = 0,
                  cell_mah: float = 400.0, broker: str | None = None,
-                 ingest: bool = True, db: str | None = None) -> None:
+                 ingest: bool = True, db: str | None = None, ingest_workers: int = 1) -> None:
         self.external = parse_address(broker) if broker else None  # (host, port) not ours
         if self.external and faults.outage_s:
             raise ToolError("--outage stops and restarts the simulation's own broker: with "
@@ -358,6 +358,9 @@ class Simulation:
             raise ToolError("--no-ingest is for a broker whose messages your own pipeline "
                             "consumes: give it with --broker HOST:PORT")
         self.with_ingest = ingest
+        if not 1 <= ingest_workers <= INGEST_PROCESSES:
+            raise ToolError(f"--ingest-workers {ingest_workers}: give 1 to {INGEST_PROCESSES}")
+        self.ingest_workers = ingest_workers
         if upload_interval < 0:
             raise ToolError("--upload-interval must be 0 (always connected) or more seconds")
         self.upload_interval = upload_interval
@@ -407,12 +410,12 @@ class Simulation:
             self.broker = Broker(self.server.broker_dir, self.server.ca).start()
         self.broker_up = True
         try:
-            ingest = self._start_ingest() if self.with_ingest else None
+            ingests = self._start_ingests() if self.with_ingest else []
             host, port = self._broker_address()
             view.note(f"broker on {host}:{port} (TLS, client certificates"
                       f"{'; not started here' if self.external else ''}); "
                       f"state in {self.state}")
-            if not ingest:
+            if not ingests:
                 view.note("no ingest (--no-ingest): delivery is for your own pipeline to "
                           "judge; the summary counts what the devices sealed")
             if self.calibration:
@@ -426,7 +429,7 @@ class Simulation:
                 time.sleep(0.02)  # no thundering herd of TLS handshakes
             end = self._loop(fs, duration, view)
             self._drain(fs, end, view)
-            return self._summary(end, ingest)
+            return self._summary(end, ingests)
         finally:
             for d in self.devices:
                 d.stop()
@@ -455,28 +458,36 @@ class Simulation:
                             f"{self.server.directory} --out DIR`, then mosquitto -c "
                             "DIR/mosquitto.conf)") from e
 
-    def _start_ingest(self) -> Ingest:
-        log = open(self.state / "ingest.log", "a")  # noqa: SIM115 - closed with the thread
-
+    def _start_ingests(self) -> list[Ingest]:
+        """The ingest workers, each in a thread here with its own identity and persistent
+        session, the devices partitioned between them (`wearsafe ingest --processes`:
+        nothing is lost across a broker restart)."""
         def on_stored(device_id: str, piv: int, message: bytes) -> None:
             device = self.by_id.get(device_id)
             if device:
                 device.on_stored(piv, message)
 
-        ingest = Ingest(self.server, log=log, on_stored=on_stored)
-        ready = threading.Event()
         host, port = self._broker_address()
+        ingests = []
+        for k in range(1, self.ingest_workers + 1):
+            path = self.state / ("ingest.log" if k == 1 else f"ingest-{k}.log")
+            log = open(path, "a")  # noqa: SIM115 - closed with the thread
+            ingest = Ingest(self.server, log=log, on_stored=on_stored, process=k,
+                            processes=self.ingest_workers)
+            ready = threading.Event()
 
-        def run_ingest() -> None:
-            try:
-                ingest.run(port, host, stop=self.stop_ingest, ready=ready)
-            finally:
-                log.close()
+            def run_ingest(ingest: Ingest = ingest, ready: threading.Event = ready,
+                           log: Any = log) -> None:
+                try:
+                    ingest.run(port, host, stop=self.stop_ingest, ready=ready)
+                finally:
+                    log.close()
 
-        threading.Thread(target=run_ingest, daemon=True).start()
-        if not ready.wait(15):
-            raise ToolError(f"the ingest did not subscribe: see {self.state / 'ingest.log'}")
-        return ingest
+            threading.Thread(target=run_ingest, daemon=True).start()
+            if not ready.wait(15):
+                raise ToolError(f"ingest worker {k} did not subscribe: see {path}")
+            ingests.append(ingest)
+        return ingests
 
     def _add_devices(self, fs: Path, logs: Path) -> None:
         host, port = self._broker_address()
@@ -593,7 +604,7 @@ class Simulation:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def _summary(self, end: float, ingest: Ingest | None) -> dict[str, Any]:
+    def _summary(self, end: float, ingests: list[Ingest]) -> dict[str, Any]:
         produced = sum(len(d.produced(end)) for d in self.devices)
         latencies = [ms for d in self.devices for ms in d.latencies_ms(end)]
         device_cpu = sum(d.cpu_seconds() for d in self.devices)
@@ -603,15 +614,16 @@ class Simulation:
         return {
             "devices": self.count, "seconds": round(seconds, 1),
             "broker": self._broker_text(),
-            "produced": produced, **self._delivery(end, produced, ingest),
+            "produced": produced, **self._delivery(end, produced, ingests),
+            "ingest_workers": len(ingests),
             "overflows": sum(d.overflows for d in self.devices),
             "speed": self.calibration.line() if self.calibration else "desktop (unthrottled)",
             "throttled_devices": sum(d.throttled for d in self.devices),
             "network": self.network.text if self.network else "direct",
             "network_drops": sum(link.drops for link in self.links),
             "network_retransmissions": sum(link.retransmissions for link in self.links),
-            "p50_ms": round(percentile(latencies, 50), 1) if ingest else None,
-            "p99_ms": round(percentile(latencies, 99), 1) if ingest else None,
+            "p50_ms": round(percentile(latencies, 50), 1) if ingests else None,
+            "p99_ms": round(percentile(latencies, 99), 1) if ingests else None,
             "restarts": sum(d.restarts for d in self.devices),
             "power_cuts": sum(d.power_cuts for d in self.devices),
             "crashed": [d.name for d in self.devices if d.exit_code is not None],
@@ -630,14 +642,15 @@ class Simulation:
         }
 
 
-    def _delivery(self, end: float, produced: int, ingest: Ingest | None) -> dict[str, Any]:
+    def _delivery(self, end: float, produced: int, ingests: list[Ingest]) -> dict[str, Any]:
         """What the store holds against what was sealed; None each without an ingest."""
         keys = ("stored", "lost", "duplicates", "redelivered", "rejected", "quarantined")
-        if ingest is None:
+        if not ingests:
             return dict.fromkeys(keys)
         lost = sum(len(d.lost(end)) for d in self.devices)
         figures = (produced - lost, lost, sum(d.duplicates for d in self.devices),
-                   ingest.duplicates, ingest.rejected, ingest.quarantined)
+                   *(sum(getattr(i, name) for i in ingests)
+                     for name in ("duplicates", "rejected", "quarantined")))
         return dict(zip(keys, figures, strict=True))
 
 
@@ -645,7 +658,7 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
         batch_seconds: int, faults: Faults, live: bool | None = None,
         board: str = "sim", speed: str = "desktop", network: str | None = None,
         upload_interval: int = 0, cell_mah: float = 400.0, broker: str | None = None,
-        ingest: bool = True, db: str | None = None) -> int:
+        ingest: bool = True, db: str | None = None, ingest_workers: int = 1) -> int:
     """The simulation with its view; exit status 0 unless a device crashed or lost data."""
     from host_tools.sim.live_view import view_for
 
@@ -653,7 +666,8 @@ def run(state: Path, devices: int, duration: float | None, scenario: str | None,
     try:
         with sigterm_as_ctrl_c():
             simulation = Simulation(state, devices, scenario, batch_seconds, faults, board,
-                                    speed, network, upload_interval, cell_mah, broker, ingest, db)
+                                    speed, network, upload_interval, cell_mah, broker, ingest, db,
+                                    ingest_workers)
             summary = simulation.run(duration, view)
     finally:
         view.close()

@@ -91,8 +91,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"{','.join(faults['radio_off']) or '-'}, power cut "
         f"{','.join(faults['power_cut']) or '-'}",
         f"broker: {s.get('broker', '-')}",
-        f"ingest: redelivered copies discarded {s['redelivered']}, rejected {s['rejected']}, "
-        f"quarantined {s['quarantined']}" if s["stored"] is not None else
+        f"ingest: {s.get('ingest_workers', 1)} worker(s); redelivered copies discarded "
+        f"{s['redelivered']}, rejected {s['rejected']}, quarantined {s['quarantined']}"
+        if s["stored"] is not None else
         "ingest: none (--no-ingest): stored, lost and duplicates are your pipeline's to count",
         f"speed: {s['speed']}",
         f"network: {s['network']}; connections cut {s['network_drops']}, segments resent "
