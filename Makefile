@@ -35,16 +35,19 @@ check: deps
 	$(WS) check
 	$(VENV)/bin/ruff check .
 
-# Every test on the sim board and, beside it (most tests wait on brokers and
-# simulated time, so two cores share well), the target suite again on
-# board/esp32_devkitc's module over the esp32-port model (board/sim/esp32port);
-# its report follows the main one.
+# Every test, in two pytest processes side by side (most tests wait on brokers and
+# simulated time, so two cores share well): the target suite again on
+# board/esp32_devkitc's module over the esp32-port model (board/sim/esp32port),
+# then the longest host files (LONG_TESTS); and every other test. The second
+# report follows the first.
+LONG_TESTS := tests/test_ota_powercut.py tests/test_vboard.py tests/test_outage_and_forget.py
 test: check esp32-model
-	@mkdir -p build; $(VENV)/bin/pytest tests/target --target-board=esp32_devkitc \
-	  >build/test-esp32-model.log 2>&1 & model=$$!; \
-	$(VENV)/bin/pytest; main=$$?; \
-	wait $$model; onmodel=$$?; cat build/test-esp32-model.log; \
-	test $$main -eq 0 && test $$onmodel -eq 0
+	@mkdir -p build; ( $(VENV)/bin/pytest tests/target --target-board=esp32_devkitc; a=$$?; \
+	  $(VENV)/bin/pytest $(LONG_TESTS); b=$$?; test $$a -eq 0 && test $$b -eq 0 ) \
+	  >build/test-second.log 2>&1 & second=$$!; \
+	$(VENV)/bin/pytest $(foreach t,$(LONG_TESTS),--ignore=$(t)); main=$$?; \
+	wait $$second; onsecond=$$?; cat build/test-second.log; \
+	test $$main -eq 0 && test $$onsecond -eq 0
 
 # board/esp32_devkitc's build and the esp32-port model it runs over on the unix port.
 esp32-model: deps

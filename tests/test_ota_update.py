@@ -52,9 +52,10 @@ def test_v2_installs_and_confirms_and_v3_that_cannot_connect_rolls_back(fleet, t
     run = fleet.run_app(device, 120)
     assert run.returncode == RESET, run.stdout + run.stderr
     assert "update-installed app 2.0.0+0" in run.stdout
+    stored = fleet.ingest.stored
     run = fleet.run_app(device, 20)
     assert run.returncode == 0, run.stdout + run.stderr
-    fleet.wait_stored(fleet.ingest.stored + 1)
+    assert fleet.wait_stored(stored + 1) > stored
     assert ("update", "installed 2.0.0+0 app") in status_values(fleet, device)
     assert ("version", "2.0.0") in status_values(fleet, device)
 
@@ -70,11 +71,11 @@ def test_v2_installs_and_confirms_and_v3_that_cannot_connect_rolls_back(fleet, t
             assert run.returncode == RESET and "update-installed app 3.0.0+0" in run.stdout
         run = fleet.run_app(device, 120)  # version 3 on trial: no broker, no confirmation
         assert run.returncode == RESET and "update-unconfirmed" in run.stdout, run.stdout
+    stored = fleet.ingest.stored
     run = fleet.run_app(device, 30)  # the boot rolls back to version 2, which reports
     assert run.returncode == 0, run.stdout + run.stderr
     assert "update-fetching" not in run.stdout  # version 3 is never fetched again
-    stored = fleet.ingest.stored
-    fleet.wait_stored(stored + 1)
+    assert fleet.wait_stored(stored + 1) > stored
     values = status_values(fleet, device)
     assert ("update", "rolled-back 3.0.0+0 app") in values
     assert values[-2:] == [("version", "2.0.0"), ("update", "rolled-back 3.0.0+0 app")]

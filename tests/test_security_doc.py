@@ -21,6 +21,7 @@ def test_every_test_the_threat_table_names_exists():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     collected = {line for line in out.stdout.splitlines() if "::" in line}
+    collected |= {nid.split("[", 1)[0] for nid in collected}  # a parametrised test by name
     assert set(ids) <= collected, set(ids) - collected
 
 
@@ -31,6 +32,9 @@ def test_a_failed_or_missing_test_fails_its_threat(tmp_path):
         '<testcase classname="tests.test_a" name="test_ok"><properties>'
         '<property name="inputs_tried" value="7"/></properties></testcase>'
         '<testcase classname="tests.test_a" name="test_bad"><failure message="x"/></testcase>'
+        '<testcase classname="tests.test_a" name="test_both[sqlite]"/>'
+        '<testcase classname="tests.test_a" name="test_both[postgresql]">'
+        '<failure message="x"/></testcase>'
         '</testsuite></testsuites>')
     results, counts = security_report.read_junit(junit)
     ok = security_report.Threat("T1", "a", ["tests/test_a.py::test_ok"])
@@ -42,6 +46,7 @@ def test_a_failed_or_missing_test_fails_its_threat(tmp_path):
         for nid in t.tests:
             t.counts.update(counts.get(nid, {}))
     assert [t.verdict for t in (ok, bad, gone)] == ["PASS", "FAIL", "FAIL"]
+    assert results["tests/test_a.py::test_both"] == "failed"  # one engine's case failed
     text = security_report.render([ok, bad, gone])
     assert "| T1 | a | 1/1 | PASS | 7 | - | - |" in text
     assert "T2: tests/test_a.py::test_bad failed" in text

@@ -78,6 +78,7 @@ def test_a_fleet_through_an_outage_a_radio_cut_and_a_power_cut_loses_nothing(tmp
     assert summary["power_cuts"] == 1 and not summary["crashed"]
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
     assert summary["cpu_devices_s"] > 0 and summary["peak_rss_mb"] > 0
+    assert 0 < summary["per_device"]["pss_mb"] < summary["peak_rss_mb"]
     assert "fault: broker down" in out.stdout and "fault: broker up again" in out.stdout
     # the devices really went without: the outbox of each filled during the window
     for i in (1, 2, 3):

@@ -248,11 +248,13 @@ class Ingest:
         identity = self.server.identity(ingest_identity(self.process))
         client = tls_client(self.server, identity, clean_session=False, manual_ack=True)
         inbox: list[mqtt.MQTTMessage] = []
+        backoff = [1.0]  # seconds before the next reconnect: doubles up to 10, reset on CONNACK
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
             if rc != 0:
                 self._say(f"ingest: broker refused: {rc}")
                 return
+            backoff[0] = 1.0
             c.subscribe(SHARED_INGEST_SUBSCRIPTION if shared else INGEST_SUBSCRIPTION, qos=1)
 
         def on_subscribe(*args: Any) -> None:
@@ -270,7 +272,8 @@ class Ingest:
             while not (stop and stop.is_set()):
                 if not self._take(client, inbox):
                     inbox.clear()  # unacknowledged: the broker sends them again
-                    self._reconnect(client, 1)
+                    self._reconnect(client, backoff[0])
+                    backoff[0] = min(2 * backoff[0], 10.0)
                     continue
                 batch, inbox[:] = inbox[:], []
                 try:

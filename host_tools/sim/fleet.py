@@ -315,10 +315,12 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "Rss") -> float:
+    """A process's resident memory; field Pss: its proportional share (each page shared
+    by n processes counts 1/n), what one more device really costs."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -397,6 +399,7 @@ class Simulation:
         self.broker_up = False
         self.stop_ingest = threading.Event()
         self.peak_rss_mb = 0.0
+        self.peak_device_pss_mb = 0.0
         self.broker_cpu_s = 0.0
         self.started = time.monotonic()
 
@@ -576,6 +579,8 @@ class Simulation:
 
     def _measure(self) -> None:
         pids = [d.process.pid for d in self.devices if d.process and d.process.poll() is None]
+        self.peak_device_pss_mb = max(self.peak_device_pss_mb,
+                                      sum(_rss_mb(p, "Pss") for p in pids))
         if self.broker and self.broker.process:
             pids.append(self.broker.process.pid)
         self.peak_rss_mb = max(self.peak_rss_mb, sum(_rss_mb(p) for p in pids))
@@ -633,6 +638,10 @@ class Simulation:
             "cpu_cores_used": round((device_cpu + broker_cpu + own.ru_utime
                                      + own.ru_stime) / max(seconds, 1e-3), 2),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            # what one simulated device costs this machine: how many more it can run
+            "per_device": {"cpu_percent": round(100 * device_cpu / max(seconds, 1e-3)
+                                                / self.count, 2),
+                           "pss_mb": round(self.peak_device_pss_mb / self.count, 2)},
             "host_rss_mb": round(own.ru_maxrss / 1024, 1),
             "scenarios": {d.name: d.scenario for d in self.devices},
             "upload_interval_s": self.upload_interval, "cell_mah": self.cell_mah,

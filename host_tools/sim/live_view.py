@@ -101,6 +101,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"cpu: devices {s['cpu_devices_s']} s, broker {s['cpu_broker_s']} s, host tools "
         f"{s['cpu_host_s']} s = {s['cpu_cores_used']} cores on average; memory: devices "
         f"and broker {s['peak_rss_mb']:.0f} MB at peak, host tools {s['host_rss_mb']:.0f} MB",
+        f"per device: {s['per_device']['cpu_percent']} % of a core, "
+        f"{s['per_device']['pss_mb']} MB (its proportional share of memory, at peak)"
+        if s.get("per_device") else "per device: -",
     ]
     window = (f"upload windows every {s['upload_interval_s']} s" if s.get("upload_interval_s")
               else "always connected")

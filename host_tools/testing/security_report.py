@@ -57,16 +57,28 @@ def node_id(testcase: ET.Element) -> str:
     return testcase.attrib["classname"].replace(".", "/") + ".py::" + testcase.attrib["name"]
 
 
+WORST_FIRST = ("failed", "skipped", "passed")
+
+
 def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Counter[str]]]:
+    """Each test's outcome and counts by node id. A parametrised test (`name[sqlite]`,
+    `name[postgresql]`) is also entered under its plain name, with its worst outcome
+    and the sum of its counts: the threat table names the test, every case of it counts."""
     results: dict[str, str] = {}
     counts: dict[str, Counter[str]] = {}
     for case in ET.parse(path).iter("testcase"):
         nid = node_id(case)
         failed = case.find("failure") is not None or case.find("error") is not None
-        results[nid] = "skipped" if case.find("skipped") is not None else \
+        outcome = "skipped" if case.find("skipped") is not None else \
             "failed" if failed else "passed"
-        counts[nid] = Counter({p.attrib["name"]: int(p.attrib["value"])
-                               for p in case.iter("property") if p.attrib["name"] in COUNTS})
+        found = Counter({p.attrib["name"]: int(p.attrib["value"])
+                         for p in case.iter("property") if p.attrib["name"] in COUNTS})
+        results[nid], counts[nid] = outcome, found
+        if "[" in nid:
+            base = nid.split("[", 1)[0]
+            known = results.get(base, "passed")
+            results[base] = min(known, outcome, key=WORST_FIRST.index)
+            counts.setdefault(base, Counter()).update(found)
     return results, counts
 
 
