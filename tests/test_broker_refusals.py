@@ -80,9 +80,9 @@ def test_a_revoked_certificate_is_refused(fleet):
 def test_a_device_cannot_publish_to_another_devices_topic(fleet):
     victim = fleet.add_device()
     attacker = fleet.add_device()
+    sealed = _sealed_by(fleet, attacker, 2)[0]  # before: the run takes its client id
     client, outcome = _connect(fleet, attacker)
     assert client.is_connected(), outcome
-    sealed = _sealed_by(fleet, attacker, 2)[0]
     info = client.publish(f"devices/{victim.device_id}/up", sealed, qos=1)
     info.wait_for_publish(5)
     client.publish(f"devices/{attacker.device_id}/up", b"marker", qos=1).wait_for_publish(5)
@@ -150,10 +150,14 @@ def test_a_device_receives_only_its_own_board_classs_updates(fleet):
 
 
 def _sealed_by(fleet, device, count: int) -> list[bytes]:
-    """Messages sealed on the device itself, as the ingest stored them."""
+    """Messages sealed on the device itself, every one the run sealed, as the ingest
+    stored them."""
     before = fleet.ingest.stored  # before the run: by its end they may be stored already
-    assert fleet.run_app(device, seconds=2 * count).returncode == 0
-    assert fleet.wait_stored(before + count, timeout=10) >= before + count
+    run = fleet.run_app(device, seconds=2 * count)
+    assert run.returncode == 0, run.stdout + run.stderr
+    sealed = run.stdout.count(" sealed ")  # its status message and its batches
+    assert sealed >= count, run.stdout
+    assert fleet.wait_stored(before + sealed, timeout=10) == before + sealed
     return [sealed for _, sealed in fleet.server.stored(device.device_id)]
 
 
