@@ -99,9 +99,16 @@ def lean_micropython() -> str | None:
             return str(path)
     except OSError:
         pass
-    BUILD.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".micropython.{os.getpid()}")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)  # processes starting devices at once each see a whole file
+    if len(text.split("\n", 1)[0]) > 250:
+        return None  # past Linux's shebang limit (256 bytes): the console script, then
+    import threading
+
+    tmp = path.with_name(f".micropython.{os.getpid()}.{threading.get_ident()}")
+    try:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)  # processes starting devices at once each see a whole file
+    except OSError:
+        return None  # a read-only tree: the console script
     return str(path)

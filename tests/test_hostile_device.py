@@ -93,6 +93,24 @@ def test_13_2_a_message_that_breaks_the_ingest_is_quarantined_not_redelivered(fl
     assert [tuple(row) for row in kept] == [(victim.up, "RuntimeError", broken[0])]
 
 
+def test_a_message_the_quarantine_cannot_keep_is_not_acknowledged(fleet, monkeypatch):  # type: ignore[no-untyped-def]
+    """Acknowledged only once kept: a full disk under the quarantine refuses the batch."""
+    victim, _ = victim_and_attacker(fleet)
+    db = fleet.ingest.db
+
+    class FullDisk:
+        def execute(self, sql: str, *args: object) -> object:
+            if sql.startswith("INSERT INTO quarantine"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return db.execute(sql, *args)
+
+    monkeypatch.setattr(fleet.ingest, "_open", lambda *args: 1 / 0)  # a bug of ours
+    monkeypatch.setattr(fleet.ingest, "db", FullDisk())
+    sealed = victim.seal(1, reading(victim.device_id, 1_790_000_001, 61))
+    with pytest.raises(ingest_module.StoreUnavailable, match="the quarantine"):
+        fleet.ingest.accept(victim.up, sealed)
+
+
 def test_a_store_that_cannot_commit_gets_the_message_again(fleet, monkeypatch):  # type: ignore[no-untyped-def]
     """A full disk is not the message's fault: no PUBACK, and it comes back."""
     monkeypatch.setattr(ingest_module, "STORE_RETRY_S", 0.5)

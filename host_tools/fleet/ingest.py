@@ -154,8 +154,8 @@ class Ingest:
         """An opener with the keys registered under `kids`, and each one's device."""
         try:
             found = self.server.keys_by_id(kids, self.vault)
-        except (ToolError, sqlite3.OperationalError) as e:  # no KEK, a rotation cut short,
-            raise StoreUnavailable(f"the key vault: {e}") from None  # a locked vault
+        except (ToolError, sqlite3.Error) as e:  # no KEK, a rotation cut short, a locked
+            raise StoreUnavailable(f"the key vault: {e}") from None  # or broken vault
         return (PayloadOpener({kid: key for kid, (_, key) in found.items()}, in_order=False),
                 {kid: device_id for kid, (device_id, _) in found.items()})
 
@@ -225,8 +225,8 @@ class Ingest:
                             (int(time.time() * 1000), topic[:200], why, message))
             self.db.execute("DELETE FROM quarantine WHERE rowid <= (SELECT max(rowid) FROM "
                             "quarantine) - ?", (QUARANTINE_ROWS,))
-        except sqlite3.Error as e:
-            why += f" (not kept: {e})"
+        except sqlite3.Error as e:  # not kept, so not acknowledged: it comes again
+            raise StoreUnavailable(f"the quarantine: {e}") from None
         self._say(f"ingest: quarantined a message of {len(message)} bytes: {why}")
         return "quarantined: " + why
 
@@ -244,10 +244,14 @@ class Ingest:
         """Take, store and acknowledge messages until `stop` (or Ctrl-C). One thread
         does all: the packets it acknowledges are always of the connection they came
         on (after a reconnect the broker resends what was not acknowledged)."""
+        if shared and self.processes > 1:  # the broker hands each message to one process
+            raise ToolError("an ingest process is either partitioned (--processes) or "
+                            "shared (--shared), not both")
         # A persistent session: what arrives while this process is away waits for it.
         identity = self.server.identity(ingest_identity(self.process))
         client = tls_client(self.server, identity, clean_session=False, manual_ack=True)
         inbox: list[mqtt.MQTTMessage] = []
+        stop = stop or threading.Event()
         backoff = [1.0]  # seconds before the next reconnect: doubles up to 10, reset on CONNACK
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -269,10 +273,10 @@ class Ingest:
         client.on_message = lambda c, userdata, m: inbox.append(m)
         connect_client(client, host, port, "ingest")
         try:
-            while not (stop and stop.is_set()):
+            while not stop.is_set():
                 if not self._take(client, inbox):
                     inbox.clear()  # unacknowledged: the broker sends them again
-                    self._reconnect(client, backoff[0])
+                    self._reconnect(client, backoff[0], stop)
                     backoff[0] = min(2 * backoff[0], 10.0)
                     continue
                 batch, inbox[:] = inbox[:], []
@@ -280,7 +284,7 @@ class Ingest:
                     self.accept_batch([(m.topic, m.payload) for m in batch])
                 except StoreUnavailable as e:  # no PUBACK: the broker sends them again
                     self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
-                    self._reconnect(client, STORE_RETRY_S)
+                    self._reconnect(client, STORE_RETRY_S, stop)
                     continue
                 for m in batch:  # in the order they came, as MQTT requires
                     client.ack(m.mid, m.qos)
@@ -304,9 +308,10 @@ class Ingest:
                 break
         return True
 
-    def _reconnect(self, client: mqtt.Client, pause: float) -> None:
+    def _reconnect(self, client: mqtt.Client, pause: float, stop: threading.Event) -> None:
         self._flush_log()
-        time.sleep(pause)
+        if stop.wait(pause):
+            return  # stopping: no new session to take the place of ours
         try:
             client.reconnect()
         except OSError as e:

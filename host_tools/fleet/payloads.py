@@ -46,7 +46,8 @@ class DeviceKey:
         return f"DeviceKey(key_id={self.key_id.hex()})"
 
 
-# Cached: the ingest opens thousands of messages a second from a few devices each.
+# Cached: the ingest opens thousands of messages a second from a few devices each
+# (by topic and pseudonym, which the broker's ACL fixes: no device can grow it).
 @functools.lru_cache(maxsize=4096)
 def external_aad(device_id: str, topic: str) -> bytes:
     return cbor2.dumps([device_id, topic])
@@ -60,7 +61,6 @@ def nonce(base_iv: bytes, partial_iv: bytes) -> bytes:
     return value.to_bytes(NONCE_LEN, "big")
 
 
-@functools.lru_cache(maxsize=4096)
 def enc_structure(protected: bytes, aad: bytes) -> bytes:
     return cbor2.dumps(["Encrypt0", protected, aad])
 
@@ -106,7 +106,8 @@ class PayloadOpener:
     keys: Mapping[bytes, DeviceKey]
     last_partial_iv: dict[bytes, int] = field(default_factory=dict)
     in_order: bool = True
-    _ciphers: dict[bytes, AESCCM] = field(default_factory=dict)  # by key id
+    _ciphers: dict[bytes, AESCCM] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)  # by key id
 
     def open(self, message: bytes, device_id: str, topic: str) -> tuple[bytes, int, bytes]:
         """(key id, partial IV, plaintext) of an authentic, fresh message."""
