@@ -2,7 +2,7 @@
 
 The same `wearsafe sim --devices N --duration S` twice: the unix port started
 through its console script (CPython with `site`), then through the lean launcher
-the tools use (host_tools.paths.lean_micropython: no `site`). For each: CPU per
+(WEARSAFE_LEAN_MICROPYTHON=1, host_tools.paths.lean_micropython: no `site`). For each: CPU per
 device (percent of a core) and memory per device (its proportional share, PSS,
 at peak: pages the devices share count once), then the ratio lean/stock, and
 how many devices this machine's memory and cores hold at that cost (the
@@ -44,9 +44,10 @@ def available_mb() -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        stock = cost(Path(tmp) / "stock", dict(os.environ, MICROPYTHON=venv_tool("micropython")))
-        lean = cost(Path(tmp) / "lean", {k: v for k, v in os.environ.items()
-                                         if k != "MICROPYTHON"})
+        plain = {k: v for k, v in os.environ.items()
+                 if k not in ("MICROPYTHON", "WEARSAFE_LEAN_MICROPYTHON")}
+        stock = cost(Path(tmp) / "stock", plain)
+        lean = cost(Path(tmp) / "lean", dict(plain, WEARSAFE_LEAN_MICROPYTHON="1"))
     for name, c in (("console script", stock), ("lean launcher", lean)):
         print(f"per simulated device, {name}: {c['cpu_percent']:.2f} % of a core, "
               f"{c['pss_mb']:.2f} MB ({DEVICES} devices, {SECONDS} s)")
