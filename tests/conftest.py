@@ -157,7 +157,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest) -> str | None:
-    """The --db of the fleet under test: None (SQLite files) unless both_stores."""
+    """The --db of the fleet under test: None (SQLite files) unless both_stores, or a
+    test's own parametrize("store_url", ["postgresql"], indirect=True)."""
     if getattr(request, "param", "sqlite") == "sqlite":
         return None
     return str(request.getfixturevalue("postgres").new_database())
@@ -178,14 +179,6 @@ def postgres():  # type: ignore[no-untyped-def]
     server = PostgresServer().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def pg_fleet(tmp_path: Path, sim_build: Path, postgres):  # type: ignore[no-untyped-def]
-    """A fleet whose store and key vault are a fresh PostgreSQL database."""
-    f = Fleet(tmp_path, sim_build, db=postgres.new_database()).start()
-    yield f
-    f.stop()
 
 
 @pytest.fixture

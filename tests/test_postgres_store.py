@@ -25,10 +25,10 @@ def _stored_on_the_device(fleet, seconds: int = 4):  # type: ignore[no-untyped-d
                     for _, s in fleet.server.stored(device.device_id)]
 
 
-def test_two_ingest_processes_on_one_database_store_each_message_once(pg_fleet):
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_two_ingest_processes_on_one_database_store_each_message_once(fleet):
     """Whatever order two workers see (and commit) the same messages in, in batches
     or one by one."""
-    fleet = pg_fleet
     _, sealed = _stored_on_the_device(fleet)
     fleet.stop_ingest()
     with psycopg.connect(fleet.server.database_url, autocommit=True) as db:
@@ -42,9 +42,9 @@ def test_two_ingest_processes_on_one_database_store_each_message_once(pg_fleet):
     fleet.start_ingest()
 
 
-def test_partitioned_ingest_processes_each_store_their_share(pg_fleet):
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_partitioned_ingest_processes_each_store_their_share(fleet):
     """--processes 2: both read every message; each device's are stored by one."""
-    fleet = pg_fleet
     fleet.stop_ingest()
     devices = [DeviceInHand(fleet, fleet.add_device()) for _ in range(4)]
     messages = [(d.up, d.seal(n, reading(d.device_id, 1_790_000_000 + n, 70)))
@@ -60,9 +60,9 @@ def test_partitioned_ingest_processes_each_store_their_share(pg_fleet):
     fleet.start_ingest()
 
 
-def test_a_database_restart_costs_the_ingest_nothing_and_its_absence_refuses(pg_fleet,
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_database_restart_costs_the_ingest_nothing_and_its_absence_refuses(fleet,
                                                                             postgres):
-    fleet = pg_fleet
     _, sealed = _stored_on_the_device(fleet)
     fleet.stop_ingest()
     with psycopg.connect(fleet.server.database_url, autocommit=True) as db:

@@ -126,7 +126,9 @@ class Ingest:
         verdicts: list[str] = []
         rows: dict[int, Row] = {}  # by verdict index
         try:
-            decoded = [_decoded(message) for _, message in messages]
+            # another process's share is neither decoded nor looked up here
+            decoded = [_decoded(message) if self._mine(topic) else (None, None)
+                       for topic, message in messages]
             # looked up for every batch: a device forgotten a moment ago is refused now
             opener, owners = self._opener({kid for _, kid in decoded if kid is not None})
             for (topic, message), (obj, kid) in zip(messages, decoded, strict=True):
@@ -167,7 +169,7 @@ class Ingest:
                 or not DEVICE_ID.fullmatch(parts[1]):
             return self._reject("?", "not a device uplink topic")
         device_id = parts[1]
-        if self.processes > 1 and partition_of(device_id, self.processes) != self.process:
+        if not self._mine(topic):
             return "another process's"
         if kid is None:
             return self._reject(device_id, "not a COSE_Encrypt0 message with a key id")
@@ -181,6 +183,13 @@ class Ingest:
         except PayloadError as e:
             return self._reject(device_id, str(e))
         return Row(kid, piv, device_id, message, plaintext)
+
+    def _mine(self, topic: str) -> bool:
+        """Whether this process stores the messages of the topic's device (partitioned);
+        a topic that names no device is this process's to refuse."""
+        device_id = topic.split("/")[1] if topic.count("/") == 2 else ""
+        return self.processes == 1 or not DEVICE_ID.fullmatch(device_id) \
+            or partition_of(device_id, self.processes) == self.process
 
     def _commit(self, rows: dict[int, Row], verdicts: list[str]) -> None:
         """Store the rows in one statement; mark those already stored as duplicates."""

@@ -80,7 +80,7 @@ class Connection:
                                                    and word not in ("COMMIT", "ROLLBACK"))
         try:
             try:
-                return self._create(sql) if word == "CREATE" else self._conn.execute(sql, params)
+                return self._send(sql, params, word)
             except self._psycopg.OperationalError:
                 if not (retry and self._conn.broken):
                     self._in_transaction = False  # the server ended it
@@ -89,7 +89,7 @@ class Connection:
                 # one. Autocommitted, so a statement is in whole or not; an INSERT that
                 # did land comes back as the duplicate it is.
                 self._conn = self._connect()
-                return self._create(sql) if word == "CREATE" else self._conn.execute(sql, params)
+                return self._send(sql, params, word)
         except errors.UniqueViolation as e:
             raise sqlite3.IntegrityError(_first_line(e)) from None
         except (self._psycopg.OperationalError, errors.SerializationFailure,
@@ -98,10 +98,12 @@ class Connection:
         except self._psycopg.Error as e:  # any other: still the store's, never the caller's
             raise sqlite3.DatabaseError(_first_line(e)) from None
 
-    def _create(self, sql: str) -> Any:
-        """CREATE ... IF NOT EXISTS, one session at a time: PostgreSQL checks existence
-        without a lock, so ingest processes started together would fail on the
-        catalog's unique indexes (DuplicateTable, UniqueViolation) without it."""
+    def _send(self, sql: str, params: tuple[Any, ...], word: str) -> Any:
+        if word != "CREATE":
+            return self._conn.execute(sql, params)
+        # CREATE ... IF NOT EXISTS, one session at a time: PostgreSQL checks existence
+        # without a lock, so ingest processes started together would fail on the
+        # catalog's unique indexes (DuplicateTable, UniqueViolation) without it.
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             return self._conn.execute(sql)

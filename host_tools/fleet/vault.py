@@ -65,11 +65,7 @@ class KeyVault:
         with self.keys_db() as db:
             for device_id, kid, wrapped, base_iv in db.execute("SELECT * FROM device_keys"
                                                                + where[0], where[1]):
-                try:
-                    out[kid] = (device_id, DeviceKey(kid, aes_key_unwrap(kek, wrapped), base_iv))
-                except InvalidUnwrap:
-                    raise ToolError("a device key does not unwrap: wrong key-encryption "
-                                    "key") from None
+                out[kid] = (device_id, _unwrapped(kek, kid, wrapped, base_iv))
         return out
 
     def rotate_kek(self) -> int:
@@ -113,13 +109,8 @@ class KeyVault:
         for kid in kids:
             row = db.execute("SELECT device_id, wrapped, base_iv FROM device_keys "
                              "WHERE key_id = ?", (kid,)).fetchone()
-            if row is None:
-                continue
-            try:
-                out[kid] = row[0], DeviceKey(kid, aes_key_unwrap(kek, row[1]), row[2])
-            except InvalidUnwrap:
-                raise ToolError("a device key does not unwrap: wrong key-encryption "
-                                "key") from None
+            if row is not None:
+                out[kid] = row[0], _unwrapped(kek, kid, row[1], row[2])
         return out
 
     def device_key(self, device_id: str) -> DeviceKey:
@@ -127,3 +118,10 @@ class KeyVault:
             return key
         raise ToolError(f"no key for device {device_id}: it was never provisioned here, or "
                         "it was forgotten (its stored messages can no longer be opened)")
+
+
+def _unwrapped(kek: bytes, kid: bytes, wrapped: bytes, base_iv: bytes) -> DeviceKey:
+    try:
+        return DeviceKey(kid, aes_key_unwrap(kek, wrapped), base_iv)
+    except InvalidUnwrap:
+        raise ToolError("a device key does not unwrap: wrong key-encryption key") from None

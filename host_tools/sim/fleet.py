@@ -315,16 +315,18 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _rss_mb(pid: int, field: str = "Rss") -> float:
-    """A process's resident memory; field Pss: its proportional share (each page shared
-    by n processes counts 1/n), what one more device really costs."""
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """A process's resident memory (RSS) and its proportional share of it (PSS: each
+    page shared by n processes counts 1/n, what one more device really costs)."""
+    found = {"Rss": 0.0, "Pss": 0.0}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
+            name = line.split(":", 1)[0]
+            if name in found:
+                found[name] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found["Rss"], found["Pss"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -578,12 +580,12 @@ class Simulation:
             self.broker.stop()
 
     def _measure(self) -> None:
-        pids = [d.process.pid for d in self.devices if d.process and d.process.poll() is None]
-        self.peak_device_pss_mb = max(self.peak_device_pss_mb,
-                                      sum(_rss_mb(p, "Pss") for p in pids))
-        if self.broker and self.broker.process:
-            pids.append(self.broker.process.pid)
-        self.peak_rss_mb = max(self.peak_rss_mb, sum(_rss_mb(p) for p in pids))
+        devices = [_memory_mb(d.process.pid) for d in self.devices
+                   if d.process and d.process.poll() is None]
+        broker = [_memory_mb(self.broker.process.pid)] if self.broker and self.broker.process \
+            else []
+        self.peak_device_pss_mb = max(self.peak_device_pss_mb, sum(pss for _, pss in devices))
+        self.peak_rss_mb = max(self.peak_rss_mb, sum(rss for rss, _ in devices + broker))
 
     def _drain(self, fs: Path, end: float, view: Any) -> None:
         """Let what was sealed before `end` arrive, the devices still running (and on
