@@ -47,9 +47,9 @@ HIL_ID = "hil"  # hardware-in-the-loop: reads the board under test's uplink
 # update chunk (release.CHUNK, 4 KiB) with its topic, with room to spare.
 MAX_PACKET = 16 * 1024
 # QoS 1 messages the broker sends a subscriber ahead of its PUBACKs (Mosquitto's
-# default is 20): the most the ingest takes in one batch, one transaction. Devices
-# subscribe at QoS 0 only, so this window is never theirs.
-INFLIGHT_WINDOW = 100
+# default is 20): two of the ingest's batches, so the next arrives while one
+# commits. Devices subscribe at QoS 0 only, so this window is never theirs.
+INFLIGHT_WINDOW = 200
 SHARE_GROUP = "ingest"
 UP_TOPIC = "devices/{}/up"
 # A plain persistent subscription: Mosquitto 2.0 does not restore shared

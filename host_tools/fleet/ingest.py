@@ -17,9 +17,10 @@ Each message must open under the key registered for the device its topic
 names (AAD binds device and topic); what is stored is the sealed
 message itself, keyed by (key id, partial IV): a redelivery or a replay of a
 stored message is counted, never stored twice, whichever process commits first.
-Messages are taken in batches, as many as have arrived (up to the broker's
-in-flight window): one key lookup per key id and one transaction per batch,
-and the PUBACKs go out only after the batch is committed (or a message is
+Messages are taken in batches, as many as have arrived (up to half the broker's
+in-flight window, so the next batch arrives while a store thread commits one):
+one key lookup per key id and one transaction per batch, and the PUBACKs go
+out, in one write, only after the batch is committed (or a message is
 refused for good): nothing a device sends can raise out of the accept path
 (a message that breaks it anyway is kept in the quarantine table and
 acknowledged, not redelivered forever). When the store cannot commit (disk
@@ -38,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -50,13 +52,15 @@ from host_tools.fleet.broker import (
     SHARED_INGEST_SUBSCRIPTION,
     ingest_identity,
 )
-from host_tools.fleet.mqtt import connect_client, tls_client
+from host_tools.fleet.mqtt import acknowledge, connect_client, tls_client
 from host_tools.fleet.payloads import PayloadError, PayloadOpener, decode_message
 from host_tools.fleet.server import Server
+from host_tools.fleet.store import insert_new
 from host_tools.paths import ToolError
 
 STORE_RETRY_S = 5  # pause before asking for a redelivery when the store failed
 DEVICE_ID = re.compile(r"[0-9a-f]{16}")  # a pseudonym, as provision makes them
+BATCH = INFLIGHT_WINDOW // 2  # the most messages in one transaction
 QUARANTINE_ROWS = 1000  # the newest messages that broke the ingest, kept for a person
 
 
@@ -77,6 +81,29 @@ def _decoded(message: bytes) -> tuple[Any, bytes | None]:
     except Exception:
         return None, None
     return obj, kid if isinstance(kid, bytes) else None
+
+
+class _Opened(NamedTuple):
+    """A batch opened, before anything is written: by index in the batch, the
+    verdicts, the rows to store and the (topic, message, why) to quarantine."""
+    verdicts: list[str]
+    rows: dict[int, Row]
+    broken: dict[int, tuple[str, bytes, str]]
+
+    def in_key_order(self) -> list[Row]:
+        """The rows by (key id, partial IV): two processes inserting overlapping
+        batches take the rows' locks in the same order, so neither waits forever."""
+        return sorted(self.rows.values(), key=lambda row: (row.kid, row.piv))
+
+
+class _Committing(NamedTuple):
+    """A batch opened, in the store thread's hands."""
+    batch: list[mqtt.MQTTMessage]
+    opened: _Opened
+    future: Future[set[tuple[bytes, int]]]
+
+    def done(self) -> bool:
+        return self.future.done()
 
 
 class StoreUnavailable(Exception):
@@ -112,7 +139,8 @@ class Ingest:
         self.vault = self.server.keys_db()
         self.db.execute("CREATE TABLE IF NOT EXISTS quarantine (received_ms INTEGER NOT NULL, "
                         "topic TEXT NOT NULL, reason TEXT NOT NULL, message BLOB NOT NULL)")
-        self._lines: list[str] = []  # this batch's log lines, written at once
+        self._lines: list[str] = []  # this batch's log lines, written at once ...
+        self._log_lock = threading.Lock()  # ... by the network thread or the store's
 
     def accept(self, topic: str, message: bytes) -> str:
         """Verdict for one message: see accept_batch."""
@@ -123,8 +151,12 @@ class Ingest:
         'quarantined: why', or 'another process's' (partitioned). Raises
         StoreUnavailable only: then nothing of the batch is acknowledged, and
         all of it comes again."""
-        verdicts: list[str] = []
-        rows: dict[int, Row] = {}  # by verdict index
+        opened = self._opened(messages)
+        return self._judged(opened, self._write(opened))
+
+    def _opened(self, messages: list[tuple[str, bytes]]) -> _Opened:
+        """The batch opened and judged; nothing written yet. Raises StoreUnavailable."""
+        opened = _Opened([], {}, {})
         try:
             # another process's share is neither decoded nor looked up here
             decoded = [_decoded(message) if self._mine(topic) else (None, None)
@@ -135,15 +167,47 @@ class Ingest:
                 try:
                     verdict = self._open(topic, message, obj, kid, opener, owners)
                 except Exception as e:  # a bug of ours meets this message: keep it aside
-                    verdict = self._quarantine(topic, message, type(e).__name__)
+                    opened.broken[len(opened.verdicts)] = (topic, message, type(e).__name__)
+                    verdict = "quarantined: " + type(e).__name__
                 if isinstance(verdict, Row):
-                    rows[len(verdicts)] = verdict
+                    opened.rows[len(opened.verdicts)] = verdict
                     verdict = "stored"
-                verdicts.append(verdict)
-            self._commit(rows, verdicts)
+                opened.verdicts.append(verdict)
         finally:
             self._flush_log()
-        for i, row in rows.items():
+        return opened
+
+    def _write(self, opened: _Opened) -> set[tuple[bytes, int]]:
+        """Keep the broken messages in the quarantine and store the rows, in one
+        statement; the (key id, partial IV) of the rows stored. Raises StoreUnavailable."""
+        try:
+            for topic, message, why in opened.broken.values():
+                self._quarantine(topic, message, why)
+        finally:
+            self._flush_log()
+        if not opened.rows:
+            return set()
+        now = int(time.time() * 1000)
+        try:
+            return insert_new(self.db, [(row.kid, row.piv, row.device_id, now, row.message)
+                                        for row in opened.in_key_order()])
+        except sqlite3.Error as e:  # disk full, locked, the database gone: all comes again
+            raise StoreUnavailable(str(e)) from None
+
+    def _judged(self, opened: _Opened, inserted: set[tuple[bytes, int]]) -> list[str]:
+        """The batch's verdicts, once written: a row not inserted was a duplicate."""
+        verdicts = opened.verdicts
+        for i, row in opened.rows.items():  # of a key twice in a batch, the first is stored
+            if (row.kid, row.piv) in inserted:
+                inserted.discard((row.kid, row.piv))
+                self.stored += 1
+                self._say(f"ingest: stored device={row.device_id} piv={row.piv} "
+                          f"bytes={len(row.message)}")
+            else:
+                verdicts[i] = "duplicate"
+                self.duplicates += 1
+                self._say(f"ingest: duplicate device={row.device_id} piv={row.piv}")
+        for i, row in opened.rows.items():
             if verdicts[i] == "stored" and self.on_stored:
                 try:
                     self.on_stored(row.device_id, row.piv, row.plaintext)
@@ -191,43 +255,13 @@ class Ingest:
         return self.processes == 1 or not DEVICE_ID.fullmatch(device_id) \
             or partition_of(device_id, self.processes) == self.process
 
-    def _commit(self, rows: dict[int, Row], verdicts: list[str]) -> None:
-        """Store the rows in one statement; mark those already stored as duplicates."""
-        if not rows:
-            return
-        # In key order: two processes inserting overlapping batches take the rows'
-        # locks in the same order, so neither waits on the other forever.
-        order = sorted(rows, key=lambda i: (rows[i].kid, rows[i].piv))
-        now = int(time.time() * 1000)
-        values = [v for i in order for v in (rows[i].kid, rows[i].piv, rows[i].device_id,
-                                             now, rows[i].message)]
-        try:
-            inserted = set(self.db.execute(
-                "INSERT INTO messages VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(order))
-                + " ON CONFLICT (key_id, partial_iv) DO NOTHING RETURNING key_id, partial_iv",
-                tuple(values)).fetchall())
-        except sqlite3.Error as e:  # disk full, locked, the database gone: all comes again
-            raise StoreUnavailable(str(e)) from None
-        for i in order:  # the first of a key in the batch is the one that was stored
-            row = rows[i]
-            if (row.kid, row.piv) in inserted:
-                inserted.discard((row.kid, row.piv))
-                self.stored += 1
-                self._say(f"ingest: stored device={row.device_id} piv={row.piv} "
-                          f"bytes={len(row.message)}")
-            else:
-                verdicts[i] = "duplicate"
-                self.duplicates += 1
-                self._say(f"ingest: duplicate device={row.device_id} piv={row.piv}")
-
     def _reject(self, who: str, why: str) -> str:
         self.rejected += 1
         self.reasons[why.split(":")[0][:60]] += 1
         self._say(f"ingest: rejected from {who}: {why}")
         return "rejected: " + why
 
-    def _quarantine(self, topic: str, message: bytes, why: str) -> str:
-        self.quarantined += 1
+    def _quarantine(self, topic: str, message: bytes, why: str) -> None:
         try:
             self.db.execute("INSERT INTO quarantine (received_ms, topic, reason, message) "
                             "VALUES (?, ?, ?, ?)",
@@ -236,23 +270,27 @@ class Ingest:
                             "quarantine) - ?", (QUARANTINE_ROWS,))
         except sqlite3.Error as e:  # not kept, so not acknowledged: it comes again
             raise StoreUnavailable(f"the quarantine: {e}") from None
+        self.quarantined += 1
         self._say(f"ingest: quarantined a message of {len(message)} bytes: {why}")
-        return "quarantined: " + why
 
     def _say(self, line: str) -> None:
-        self._lines.append(line)
+        with self._log_lock:
+            self._lines.append(line)
 
     def _flush_log(self) -> None:
-        if self._lines:
-            self.log.write("\n".join(self._lines) + "\n")
-            self.log.flush()
-            self._lines.clear()
+        with self._log_lock:
+            if self._lines:
+                self.log.write("\n".join(self._lines) + "\n")
+                self.log.flush()
+                self._lines.clear()
 
     def run(self, port: int, host: str = "localhost", stop: threading.Event | None = None,
             ready: threading.Event | None = None, shared: bool = False) -> None:
-        """Take, store and acknowledge messages until `stop` (or Ctrl-C). One thread
-        does all: the packets it acknowledges are always of the connection they came
-        on (after a reconnect the broker resends what was not acknowledged)."""
+        """Take, store and acknowledge messages until `stop` (or Ctrl-C). This thread
+        does the network and a second one the store, a batch at a time, so the next
+        batch arrives while one commits (the broker's window holds two). Only this
+        thread acknowledges, and only on the connection a batch came on: after a
+        reconnect the broker resends what was not acknowledged."""
         if shared and self.processes > 1:  # the broker hands each message to one process
             raise ToolError("an ingest process is either partitioned (--processes) or "
                             "shared (--shared), not both")
@@ -281,33 +319,65 @@ class Ingest:
         client.on_subscribe = on_subscribe
         client.on_message = lambda c, userdata, m: inbox.append(m)
         connect_client(client, host, port, "ingest")
+        committing: _Committing | None = None  # the batch the store thread has
         try:
-            while not stop.is_set():
-                if not self._take(client, inbox):
-                    inbox.clear()  # unacknowledged: the broker sends them again
-                    self._reconnect(client, backoff[0], stop)
-                    backoff[0] = min(2 * backoff[0], 10.0)
-                    continue
-                batch, inbox[:] = inbox[:], []
-                try:
-                    self.accept_batch([(m.topic, m.payload) for m in batch])
-                except StoreUnavailable as e:  # no PUBACK: the broker sends them again
-                    self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
-                    self._reconnect(client, STORE_RETRY_S, stop)
-                    continue
-                for m in batch:  # in the order they came, as MQTT requires
-                    client.ack(m.mid, m.qos)
-                self._flush_log()
+            with ThreadPoolExecutor(1, thread_name_prefix="ingest-store") as store:
+                while not stop.is_set():
+                    connected = self._take(client, inbox, 0.002 if committing else 0.1)
+                    if committing and (committing.done() or not connected):
+                        stored = self._settle(client, committing, connected)
+                        committing = None
+                        if not stored:  # no PUBACK: the broker sends them again
+                            inbox.clear()
+                            self._reconnect(client, STORE_RETRY_S, stop)
+                            continue
+                    if not connected:
+                        inbox.clear()  # unacknowledged: the broker sends them again
+                        self._reconnect(client, backoff[0], stop)
+                        backoff[0] = min(2 * backoff[0], 10.0)
+                        continue
+                    if inbox and committing is None:
+                        batch, inbox[:] = inbox[:BATCH], inbox[BATCH:]
+                        committing = self._commit_later(store, batch)
+                if committing:
+                    self._settle(client, committing, connected=True)
         except KeyboardInterrupt:
             pass
         finally:
             client.disconnect()
 
+    def _commit_later(self, store: ThreadPoolExecutor,
+                      batch: list[mqtt.MQTTMessage]) -> _Committing:
+        """Open the batch here and hand its writes to the store thread: all of Python's
+        work (holding the GIL) is this thread's; the store thread mostly waits for the
+        database, the GIL released."""
+        try:
+            opened = self._opened([(m.topic, m.payload) for m in batch])
+        except StoreUnavailable as e:
+            failed: Future[set[tuple[bytes, int]]] = Future()
+            failed.set_exception(e)
+            return _Committing(batch, _Opened([], {}, {}), failed)
+        return _Committing(batch, opened, store.submit(self._write, opened))
+
+    def _settle(self, client: mqtt.Client, committing: _Committing, connected: bool) -> bool:
+        """Wait for the batch's writes; acknowledge it if its connection is still up.
+        False when the store was unavailable (nothing of it was stored)."""
+        try:
+            inserted = committing.future.result()
+        except StoreUnavailable as e:
+            self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
+            self._flush_log()
+            return False
+        self._judged(committing.opened, inserted)
+        if connected:
+            acknowledge(client, committing.batch)
+        return True
+
     @staticmethod
-    def _take(client: mqtt.Client, inbox: list[mqtt.MQTTMessage]) -> bool:
-        """Wait up to 0.1 s for messages, then read what has arrived, up to the broker's
-        in-flight window; False when the connection is lost."""
-        if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+    def _take(client: mqtt.Client, inbox: list[mqtt.MQTTMessage], wait: float) -> bool:
+        """Wait up to `wait` seconds for messages, then read what has arrived, up to
+        the broker's in-flight window; False when the connection is lost."""
+        if client.loop(wait) != mqtt.MQTT_ERR_SUCCESS:
             return False
         while inbox and len(inbox) < INFLIGHT_WINDOW:
             had = len(inbox)

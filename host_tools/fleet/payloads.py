@@ -65,6 +65,23 @@ def enc_structure(protected: bytes, aad: bytes) -> bytes:
     return cbor2.dumps(["Encrypt0", protected, aad])
 
 
+# Cached for the protected headers devices send (a few bytes: {1: 31}); a longer one
+# a hostile device makes up is built each time, so the cache holds 4096 small items.
+USUAL_PROTECTED = 16
+
+
+@functools.lru_cache(maxsize=4096)
+def _usual_enc_structure(protected: bytes, device_id: str, topic: str) -> bytes:
+    return enc_structure(protected, external_aad(device_id, topic))
+
+
+def message_aad(protected: bytes, device_id: str, topic: str) -> bytes:
+    """The Enc_structure (RFC 9052 section 5.3) a device's message is sealed under."""
+    if len(protected) <= USUAL_PROTECTED:
+        return _usual_enc_structure(protected, device_id, topic)
+    return enc_structure(protected, external_aad(device_id, topic))
+
+
 def decode_message(message: bytes) -> Any:
     """The CBOR item a message is; PayloadError if it is not CBOR."""
     try:
@@ -149,9 +166,8 @@ class PayloadOpener:
             cipher = self._ciphers.get(kid)
             if cipher is None:
                 cipher = self._ciphers[kid] = AESCCM(device_key.key, tag_length=TAG_LEN)
-            plaintext = cipher.decrypt(
-                nonce(device_key.base_iv, piv), ciphertext,
-                enc_structure(protected, external_aad(device_id, topic)))
+            plaintext = cipher.decrypt(nonce(device_key.base_iv, piv), ciphertext,
+                                       message_aad(protected, device_id, topic))
         except InvalidTag:
             raise PayloadError("authentication failed: wrong key, device, topic or "
                                "tampered message") from None

@@ -8,7 +8,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from host_tools.fleet import postgres
 from host_tools.fleet.database import open_database
+
+NEW_ONLY = " ON CONFLICT (key_id, partial_iv) DO NOTHING RETURNING key_id, partial_iv"
+
+
+def insert_new(db: Any, rows: list[tuple[bytes, int, str, int, bytes]]) -> set[tuple[bytes, int]]:
+    """Store, in one statement, the rows (key id, partial IV, device, received ms,
+    sealed) whose key is not stored yet; the (key id, partial IV) of those stored."""
+    if isinstance(db, postgres.Connection):
+        # One text for any batch, so psycopg parses and prepares it once (a VALUES list
+        # of 500 parameters is parsed every time), and five arrays sent in binary (%b).
+        columns = tuple(map(list, zip(*rows, strict=True)))
+        return set(db.execute("INSERT INTO messages SELECT * FROM unnest(%b::bytea[], "
+                              "%b::bigint[], %b::text[], %b::bigint[], %b::bytea[])" + NEW_ONLY,
+                              columns).fetchall())
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
+    return set(db.execute("INSERT INTO messages VALUES " + values + NEW_ONLY,
+                          tuple(v for row in rows for v in row)).fetchall())
 
 
 class MessageStore:
