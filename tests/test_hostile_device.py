@@ -5,6 +5,7 @@ Each test is named after the finding it reproduces."""
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 import time
@@ -129,6 +130,30 @@ def test_a_store_that_cannot_commit_gets_the_message_again(fleet, monkeypatch): 
     assert fleet.wait_stored(1, timeout=15) == 1, fleet.ingest_log.read_text()
     assert failures and fleet.ingest.duplicates == 0
     assert "store unavailable" in fleet.ingest_log.read_text()
+
+
+def test_a_batch_the_store_could_not_take_is_counted_once_when_it_comes_again(fleet):  # type: ignore[no-untyped-def]
+    """An attacker's forgery in a batch the store refused, then the same batch
+    redelivered: one rejection and one stored message, not two rejections."""
+    victim, attacker = victim_and_attacker(fleet)
+    ingest = ingest_module.Ingest(fleet.server, log=io.StringIO())  # one of its own
+    db = ingest.db
+    batch = [(victim.up, attacker.seal(1, reading(victim.device_id, 1_790_000_001, 61))),
+             (victim.up, victim.seal(1, reading(victim.device_id, 1_790_000_001, 61)))]
+
+    class FullDisk:
+        def execute(self, sql: str, *args: object) -> object:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    ingest.db = FullDisk()
+    with pytest.raises(ingest_module.StoreUnavailable):
+        ingest.accept_batch(batch)
+    assert (ingest.rejected, ingest.stored) == (0, 0)
+    ingest.db = db
+    assert ingest.accept_batch(batch) == [
+        "rejected: topic names another device than the key's", "stored"]
+    assert (ingest.rejected, ingest.stored, ingest.duplicates) == (1, 1, 0)
+    assert sum(ingest.reasons.values()) == 1
 
 
 def test_a_key_vault_the_ingest_cannot_read_gets_the_message_again(fleet, monkeypatch):  # type: ignore[no-untyped-def]

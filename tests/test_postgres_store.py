@@ -101,6 +101,15 @@ def test_the_database_is_recorded_and_a_second_store_is_refused(tmp_path, postgr
         Server(tmp_path / "gone").init(unreachable).keys()
 
 
+def test_an_sqlite_without_returning_is_refused_with_a_way_out(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ToolError, match=r"SQLite is 3\.34\.1; the store needs 3\.35\.0 .*--db"):
+        Server(tmp_path / "old").init().keys()
+
+
 def test_a_simulated_fleet_on_postgresql_through_an_outage_loses_nothing(tmp_path, postgres):
     """Three partitioned ingest workers, and the broker down for 8 s."""
     url = postgres.new_database()

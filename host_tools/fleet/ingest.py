@@ -83,12 +83,21 @@ def _decoded(message: bytes) -> tuple[Any, bytes | None]:
     return obj, kid if isinstance(kid, bytes) else None
 
 
+class Rejection(NamedTuple):
+    """A message refused for good: whose (a pseudonym, or ?) and why."""
+    who: str
+    why: str
+
+
 class _Opened(NamedTuple):
-    """A batch opened, before anything is written: by index in the batch, the
-    verdicts, the rows to store and the (topic, message, why) to quarantine."""
+    """A batch opened, before anything is written: the verdicts; by index in the
+    batch, the rows to store and the (topic, message, why) to quarantine; and the
+    rejections, counted and logged once the batch is written (a batch the store
+    could not take comes again)."""
     verdicts: list[str]
     rows: dict[int, Row]
     broken: dict[int, tuple[str, bytes, str]]
+    rejections: list[Rejection]
 
     def in_key_order(self) -> list[Row]:
         """The rows by (key id, partial IV): two processes inserting overlapping
@@ -156,7 +165,7 @@ class Ingest:
 
     def _opened(self, messages: list[tuple[str, bytes]]) -> _Opened:
         """The batch opened and judged; nothing written yet. Raises StoreUnavailable."""
-        opened = _Opened([], {}, {})
+        opened = _Opened([], {}, {}, [])
         try:
             # another process's share is neither decoded nor looked up here
             decoded = [_decoded(message) if self._mine(topic) else (None, None)
@@ -172,6 +181,9 @@ class Ingest:
                 if isinstance(verdict, Row):
                     opened.rows[len(opened.verdicts)] = verdict
                     verdict = "stored"
+                elif isinstance(verdict, Rejection):
+                    opened.rejections.append(verdict)
+                    verdict = "rejected: " + verdict.why
                 opened.verdicts.append(verdict)
         finally:
             self._flush_log()
@@ -197,6 +209,8 @@ class Ingest:
     def _judged(self, opened: _Opened, inserted: set[tuple[bytes, int]]) -> list[str]:
         """The batch's verdicts, once written: a row not inserted was a duplicate."""
         verdicts = opened.verdicts
+        for rejection in opened.rejections:  # counted once: a batch not written comes again
+            self._count_rejection(rejection)
         for i, row in opened.rows.items():  # of a key twice in a batch, the first is stored
             if (row.kid, row.piv) in inserted:
                 inserted.discard((row.kid, row.piv))
@@ -226,26 +240,26 @@ class Ingest:
                 {kid: device_id for kid, (device_id, _) in found.items()})
 
     def _open(self, topic: str, message: bytes, obj: Any, kid: bytes | None,
-              opener: PayloadOpener, owners: dict[bytes, str]) -> str | Row:
+              opener: PayloadOpener, owners: dict[bytes, str]) -> str | Row | Rejection:
         """The message's row to store, or its verdict."""
         parts = topic.split("/")
         if len(parts) != 3 or parts[0] != "devices" or parts[2] != "up" \
                 or not DEVICE_ID.fullmatch(parts[1]):
-            return self._reject("?", "not a device uplink topic")
+            return Rejection("?", "not a device uplink topic")
         device_id = parts[1]
         if not self._mine(topic):
             return "another process's"
         if kid is None:
-            return self._reject(device_id, "not a COSE_Encrypt0 message with a key id")
+            return Rejection(device_id, "not a COSE_Encrypt0 message with a key id")
         owner = owners.get(kid)
         if owner is None:
-            return self._reject(device_id, "unknown key id")
+            return Rejection(device_id, "unknown key id")
         if owner != device_id:
-            return self._reject(device_id, "topic names another device than the key's")
+            return Rejection(device_id, "topic names another device than the key's")
         try:
             _, piv, plaintext = opener.open_decoded(obj, device_id, topic)
         except PayloadError as e:
-            return self._reject(device_id, str(e))
+            return Rejection(device_id, str(e))
         return Row(kid, piv, device_id, message, plaintext)
 
     def _mine(self, topic: str) -> bool:
@@ -255,11 +269,10 @@ class Ingest:
         return self.processes == 1 or not DEVICE_ID.fullmatch(device_id) \
             or partition_of(device_id, self.processes) == self.process
 
-    def _reject(self, who: str, why: str) -> str:
+    def _count_rejection(self, rejection: Rejection) -> None:
         self.rejected += 1
-        self.reasons[why.split(":")[0][:60]] += 1
-        self._say(f"ingest: rejected from {who}: {why}")
-        return "rejected: " + why
+        self.reasons[rejection.why.split(":")[0][:60]] += 1
+        self._say(f"ingest: rejected from {rejection.who}: {rejection.why}")
 
     def _quarantine(self, topic: str, message: bytes, why: str) -> None:
         try:
@@ -356,7 +369,7 @@ class Ingest:
         except StoreUnavailable as e:
             failed: Future[set[tuple[bytes, int]]] = Future()
             failed.set_exception(e)
-            return _Committing(batch, _Opened([], {}, {}), failed)
+            return _Committing(batch, _Opened([], {}, {}, []), failed)
         return _Committing(batch, opened, store.submit(self._write, opened))
 
     def _settle(self, client: mqtt.Client, committing: _Committing, connected: bool) -> bool:

@@ -6,8 +6,17 @@ import os
 import sqlite3
 from pathlib import Path
 
+from host_tools.paths import ToolError
+
+# INSERT ... RETURNING (the ingest's one statement per batch) came in SQLite 3.35.0
+NEEDED = (3, 35, 0)
+
 
 def connect(path: Path) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < NEEDED:
+        raise ToolError(f"this Python's SQLite is {sqlite3.sqlite_version}; the store needs "
+                        f"{'.'.join(map(str, NEEDED))} or newer (INSERT ... RETURNING): "
+                        "use a newer Python, or --db postgresql://...")
     try:  # 0600 from the start; ingest processes started together may race to create it
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
