@@ -18,7 +18,7 @@ names (AAD binds device and topic); what is stored is the sealed
 message itself, keyed by (key id, partial IV): a redelivery or a replay of a
 stored message is counted, never stored twice, whichever process commits first.
 Messages are taken in batches, as many as have arrived (up to half the broker's
-in-flight window, so the next batch arrives while a store thread commits one):
+in-flight window, so the next half arrives while one is stored):
 one key lookup per key id and one transaction per batch, and the PUBACKs go
 out, in one write, only after the batch is committed (or a message is
 refused for good): nothing a device sends can raise out of the accept path
@@ -39,7 +39,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -105,16 +104,6 @@ class _Opened(NamedTuple):
         return sorted(self.rows.values(), key=lambda row: (row.kid, row.piv))
 
 
-class _Committing(NamedTuple):
-    """A batch opened, in the store thread's hands."""
-    batch: list[mqtt.MQTTMessage]
-    opened: _Opened
-    future: Future[set[tuple[bytes, int]]]
-
-    def done(self) -> bool:
-        return self.future.done()
-
-
 class StoreUnavailable(Exception):
     """The store or the key vault cannot be used (disk full, database locked, the KEK
     missing or a rotation cut short): not the message's fault."""
@@ -148,8 +137,7 @@ class Ingest:
         self.vault = self.server.keys_db()
         self.db.execute("CREATE TABLE IF NOT EXISTS quarantine (received_ms INTEGER NOT NULL, "
                         "topic TEXT NOT NULL, reason TEXT NOT NULL, message BLOB NOT NULL)")
-        self._lines: list[str] = []  # this batch's log lines, written at once ...
-        self._log_lock = threading.Lock()  # ... by the network thread or the store's
+        self._lines: list[str] = []  # this batch's log lines, written at once
 
     def accept(self, topic: str, message: bytes) -> str:
         """Verdict for one message: see accept_batch."""
@@ -287,23 +275,19 @@ class Ingest:
         self._say(f"ingest: quarantined a message of {len(message)} bytes: {why}")
 
     def _say(self, line: str) -> None:
-        with self._log_lock:
-            self._lines.append(line)
+        self._lines.append(line)
 
     def _flush_log(self) -> None:
-        with self._log_lock:
-            if self._lines:
-                self.log.write("\n".join(self._lines) + "\n")
-                self.log.flush()
-                self._lines.clear()
+        if self._lines:
+            self.log.write("\n".join(self._lines) + "\n")
+            self.log.flush()
+            self._lines.clear()
 
     def run(self, port: int, host: str = "localhost", stop: threading.Event | None = None,
             ready: threading.Event | None = None, shared: bool = False) -> None:
-        """Take, store and acknowledge messages until `stop` (or Ctrl-C). This thread
-        does the network and a second one the store, a batch at a time, so the next
-        batch arrives while one commits (the broker's window holds two). Only this
-        thread acknowledges, and only on the connection a batch came on: after a
-        reconnect the broker resends what was not acknowledged."""
+        """Take, store and acknowledge messages until `stop` (or Ctrl-C). One thread
+        does all: the packets it acknowledges are always of the connection they came
+        on (after a reconnect the broker resends what was not acknowledged)."""
         if shared and self.processes > 1:  # the broker hands each message to one process
             raise ToolError("an ingest process is either partitioned (--processes) or "
                             "shared (--shared), not both")
@@ -332,59 +316,29 @@ class Ingest:
         client.on_subscribe = on_subscribe
         client.on_message = lambda c, userdata, m: inbox.append(m)
         connect_client(client, host, port, "ingest")
-        committing: _Committing | None = None  # the batch the store thread has
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="ingest-store") as store:
-                while not stop.is_set():
-                    connected = self._take(client, inbox, 0.002 if committing else 0.1)
-                    if committing and (committing.done() or not connected):
-                        stored = self._settle(client, committing, connected)
-                        committing = None
-                        if not stored:  # no PUBACK: the broker sends them again
-                            inbox.clear()
-                            self._reconnect(client, STORE_RETRY_S, stop)
-                            continue
-                    if not connected:
-                        inbox.clear()  # unacknowledged: the broker sends them again
-                        self._reconnect(client, backoff[0], stop)
-                        backoff[0] = min(2 * backoff[0], 10.0)
-                        continue
-                    if inbox and committing is None:
-                        batch, inbox[:] = inbox[:BATCH], inbox[BATCH:]
-                        committing = self._commit_later(store, batch)
-                if committing:
-                    self._settle(client, committing, connected=True)
+            while not stop.is_set():
+                if not self._take(client, inbox, 0 if inbox else 0.1):
+                    inbox.clear()  # unacknowledged: the broker sends them again
+                    self._reconnect(client, backoff[0], stop)
+                    backoff[0] = min(2 * backoff[0], 10.0)
+                    continue
+                # Half the window at a time: the broker sends the next half meanwhile.
+                batch, inbox[:] = inbox[:BATCH], inbox[BATCH:]
+                if not batch:
+                    continue
+                try:
+                    self.accept_batch([(m.topic, m.payload) for m in batch])
+                except StoreUnavailable as e:  # no PUBACK: the broker sends them again
+                    self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
+                    inbox.clear()
+                    self._reconnect(client, STORE_RETRY_S, stop)
+                    continue
+                acknowledge(client, batch)
         except KeyboardInterrupt:
             pass
         finally:
             client.disconnect()
-
-    def _commit_later(self, store: ThreadPoolExecutor,
-                      batch: list[mqtt.MQTTMessage]) -> _Committing:
-        """Open the batch here and hand its writes to the store thread: all of Python's
-        work (holding the GIL) is this thread's; the store thread mostly waits for the
-        database, the GIL released."""
-        try:
-            opened = self._opened([(m.topic, m.payload) for m in batch])
-        except StoreUnavailable as e:
-            failed: Future[set[tuple[bytes, int]]] = Future()
-            failed.set_exception(e)
-            return _Committing(batch, _Opened([], {}, {}, []), failed)
-        return _Committing(batch, opened, store.submit(self._write, opened))
-
-    def _settle(self, client: mqtt.Client, committing: _Committing, connected: bool) -> bool:
-        """Wait for the batch's writes; acknowledge it if its connection is still up.
-        False when the store was unavailable (nothing of it was stored)."""
-        try:
-            inserted = committing.future.result()
-        except StoreUnavailable as e:
-            self._say(f"ingest: store unavailable ({e}); reconnecting for a redelivery")
-            self._flush_log()
-            return False
-        self._judged(committing.opened, inserted)
-        if connected:
-            acknowledge(client, committing.batch)
-        return True
 
     @staticmethod
     def _take(client: mqtt.Client, inbox: list[mqtt.MQTTMessage], wait: float) -> bool:

@@ -144,7 +144,11 @@ def workers(server: Server, port: int, n: int, mode: str,
              f"localhost:{port}", "--process", str(k), *split],
             stdout=out.open("ab"), stderr=subprocess.STDOUT, start_new_session=True))
     for out in logs:
-        wait(lambda out=out: out.read_text().count("subscribed"), 1, timeout=30)
+        try:
+            wait(lambda out=out: out.read_text().count("subscribed"), 1, timeout=30)
+        except SystemExit:
+            log = out.read_text()
+            raise SystemExit(f"bench: an ingest worker did not subscribe: {log}") from None
     return procs
 
 
