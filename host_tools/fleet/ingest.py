@@ -89,13 +89,13 @@ class Rejection(NamedTuple):
 
 
 class _Opened(NamedTuple):
-    """A batch opened, before anything is written: the verdicts; by index in the
-    batch, the rows to store and the (topic, message, why) to quarantine; and the
+    """A batch opened, before anything is written: the verdicts; the rows to store,
+    by index in the batch; the (topic, message, why) to quarantine; and the
     rejections, counted and logged once the batch is written (a batch the store
     could not take comes again)."""
     verdicts: list[str]
     rows: dict[int, Row]
-    broken: dict[int, tuple[str, bytes, str]]
+    broken: list[tuple[str, bytes, str]]
     rejections: list[Rejection]
 
     def in_key_order(self) -> list[Row]:
@@ -153,35 +153,32 @@ class Ingest:
 
     def _opened(self, messages: list[tuple[str, bytes]]) -> _Opened:
         """The batch opened and judged; nothing written yet. Raises StoreUnavailable."""
-        opened = _Opened([], {}, {}, [])
-        try:
-            # another process's share is neither decoded nor looked up here
-            decoded = [_decoded(message) if self._mine(topic) else (None, None)
-                       for topic, message in messages]
-            # looked up for every batch: a device forgotten a moment ago is refused now
-            opener, owners = self._opener({kid for _, kid in decoded if kid is not None})
-            for (topic, message), (obj, kid) in zip(messages, decoded, strict=True):
-                try:
-                    verdict = self._open(topic, message, obj, kid, opener, owners)
-                except Exception as e:  # a bug of ours meets this message: keep it aside
-                    opened.broken[len(opened.verdicts)] = (topic, message, type(e).__name__)
-                    verdict = "quarantined: " + type(e).__name__
-                if isinstance(verdict, Row):
-                    opened.rows[len(opened.verdicts)] = verdict
-                    verdict = "stored"
-                elif isinstance(verdict, Rejection):
-                    opened.rejections.append(verdict)
-                    verdict = "rejected: " + verdict.why
-                opened.verdicts.append(verdict)
-        finally:
-            self._flush_log()
+        opened = _Opened([], {}, [], [])
+        # another process's share is neither decoded nor looked up here
+        decoded = [_decoded(message) if self._mine(topic) else (None, None)
+                   for topic, message in messages]
+        # looked up for every batch: a device forgotten a moment ago is refused now
+        opener, owners = self._opener({kid for _, kid in decoded if kid is not None})
+        for (topic, message), (obj, kid) in zip(messages, decoded, strict=True):
+            try:
+                verdict = self._open(topic, message, obj, kid, opener, owners)
+            except Exception as e:  # a bug of ours meets this message: keep it aside
+                opened.broken.append((topic, message, type(e).__name__))
+                verdict = "quarantined: " + type(e).__name__
+            if isinstance(verdict, Row):
+                opened.rows[len(opened.verdicts)] = verdict
+                verdict = "stored"
+            elif isinstance(verdict, Rejection):
+                opened.rejections.append(verdict)
+                verdict = "rejected: " + verdict.why
+            opened.verdicts.append(verdict)
         return opened
 
     def _write(self, opened: _Opened) -> set[tuple[bytes, int]]:
         """Keep the broken messages in the quarantine and store the rows, in one
         statement; the (key id, partial IV) of the rows stored. Raises StoreUnavailable."""
         try:
-            for topic, message, why in opened.broken.values():
+            for topic, message, why in opened.broken:
                 self._quarantine(topic, message, why)
         finally:
             self._flush_log()
@@ -200,17 +197,16 @@ class Ingest:
         for rejection in opened.rejections:  # counted once: a batch not written comes again
             self._count_rejection(rejection)
         for i, row in opened.rows.items():  # of a key twice in a batch, the first is stored
-            if (row.kid, row.piv) in inserted:
-                inserted.discard((row.kid, row.piv))
-                self.stored += 1
-                self._say(f"ingest: stored device={row.device_id} piv={row.piv} "
-                          f"bytes={len(row.message)}")
-            else:
+            if (row.kid, row.piv) not in inserted:
                 verdicts[i] = "duplicate"
                 self.duplicates += 1
                 self._say(f"ingest: duplicate device={row.device_id} piv={row.piv}")
-        for i, row in opened.rows.items():
-            if verdicts[i] == "stored" and self.on_stored:
+                continue
+            inserted.discard((row.kid, row.piv))
+            self.stored += 1
+            self._say(f"ingest: stored device={row.device_id} piv={row.piv} "
+                      f"bytes={len(row.message)}")
+            if self.on_stored:
                 try:
                     self.on_stored(row.device_id, row.piv, row.plaintext)
                 except Exception as e:  # the watcher's fault; the message is stored
@@ -229,7 +225,7 @@ class Ingest:
 
     def _open(self, topic: str, message: bytes, obj: Any, kid: bytes | None,
               opener: PayloadOpener, owners: dict[bytes, str]) -> str | Row | Rejection:
-        """The message's row to store, or its verdict."""
+        """The message's row to store, its rejection, or its verdict."""
         parts = topic.split("/")
         if len(parts) != 3 or parts[0] != "devices" or parts[2] != "up" \
                 or not DEVICE_ID.fullmatch(parts[1]):

@@ -54,7 +54,7 @@ def acknowledge(client: mqtt.Client, messages: list[mqtt.MQTTMessage]) -> None:
     one write. paho's ack() sends each on its own (a TLS record and a wake-up of its
     loop each: a tenth of an ingest worker's time), so this puts them in paho's
     outgoing queue as one packet, through its private _packet_queue (paho-mqtt is
-    pinned; tests/test_ingest.py checks this against paho's ack())."""
+    pinned; tests/test_ingest_acks.py checks this against paho's ack())."""
     acks = b"".join(PUBACK.pack(mqtt.PUBACK, 2, m.mid) for m in messages if m.qos == 1)
     if acks:
         client._packet_queue(mqtt.PUBACK, acks, 0, 0)
